@@ -1,0 +1,1 @@
+"""A tamper-evident, multi-tenant audit log service."""

@@ -1,0 +1,174 @@
+"""In-memory storage: for unit tests here and for other projects' test suites.
+
+Held to the same contract tests as the SQL adapter. Thread-safe: writers take turns,
+readers see only committed work.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Self
+
+import attrs
+
+from audit.domain.chain import ChainHead
+from audit.domain.events import Event
+from audit.domain.query import EventFilter, PageRequest, matches
+from audit.domain.tokens import Token
+
+
+class InMemoryStore:
+    """The shared state behind every InMemoryUnitOfWork made from it."""
+
+    def __init__(self) -> None:
+        self.write_lock = threading.Lock()
+        self.logs: dict[str, list[Event]] = {}
+        self.by_id: dict[tuple[str, str], tuple[Event, str]] = {}
+        self.tokens: dict[str, Token] = {}
+
+
+class InMemoryEventRepository:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.pending: list[tuple[str, Event, str]] = []
+
+    def head(self, tenant: str) -> ChainHead:
+        log = self._store.logs.get(tenant)
+        if not log:
+            return ChainHead()
+        return ChainHead(log[-1].seq, log[-1].hash)
+
+    def lock_head(self, tenant: str) -> ChainHead:
+        # The unit of work holds the store's write lock for its whole life.
+        return self.head(tenant)
+
+    def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
+        found = {}
+        for event_id in ids:
+            stored = self._store.by_id.get((tenant, event_id))
+            if stored is not None:
+                found[event_id] = stored
+        return found
+
+    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
+        self.pending.extend(
+            (tenant, event, fp) for event, fp in zip(events, fingerprints, strict=True)
+        )
+
+    def get(self, tenant: str, event_id: str) -> Event | None:
+        stored = self._store.by_id.get((tenant, event_id))
+        return stored[0] if stored else None
+
+    def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
+        log = list(self._store.logs.get(tenant, ()))
+        events = log if page.order == "asc" else reversed(log)
+        found = []
+        for event in events:
+            if page.after_seq is not None and (
+                event.seq <= page.after_seq if page.order == "asc" else event.seq >= page.after_seq
+            ):
+                continue
+            if page.through_seq is not None and event.seq > page.through_seq:
+                continue
+            if matches(event, where):
+                found.append(event)
+                if len(found) == page.limit:
+                    break
+        return found
+
+    def tenants(self) -> list[str]:
+        return sorted(self._store.logs)
+
+
+class InMemoryTokenRepository:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.pending: dict[str, Token] = {}
+
+    def _current(self) -> dict[str, Token]:
+        return {**self._store.tokens, **self.pending}
+
+    def add(self, token: Token) -> None:
+        self.pending[token.id] = token
+
+    def by_secret_hash(self, secret_hash: str) -> Token | None:
+        return next((t for t in self._current().values() if t.secret_hash == secret_hash), None)
+
+    def get(self, token_id: str) -> Token | None:
+        return self._current().get(token_id)
+
+    def list(self, tenant: str | None = None) -> list[Token]:
+        tokens = [t for t in self._current().values() if tenant is None or t.tenant == tenant]
+        return sorted(tokens, key=lambda t: (t.created_at, t.id))
+
+    def revoke(self, token_id: str, at: datetime) -> None:
+        token = self._current()[token_id]
+        self.pending[token_id] = attrs.evolve(token, revoked_at=at)
+
+    def touch(self, token_id: str, at: datetime) -> None:
+        token = self._current().get(token_id)
+        if token is not None:
+            self.pending[token_id] = attrs.evolve(token, last_used_at=at)
+
+    def any(self) -> bool:
+        return bool(self._current())
+
+
+class InMemoryUnitOfWork:
+    """A transaction over an InMemoryStore: changes apply on commit, vanish otherwise."""
+
+    def __init__(self, store: InMemoryStore, write: bool = False) -> None:
+        self._store = store
+        self._write = write
+        self.events = InMemoryEventRepository(store)
+        self.tokens = InMemoryTokenRepository(store)
+        self.committed = False
+
+    def __enter__(self) -> Self:
+        if self._write:
+            self._store.write_lock.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+        if self._write:
+            self._store.write_lock.release()
+
+    def commit(self) -> None:
+        store = self._store
+        appended: dict[str, list[Event]] = {}
+        for tenant, event, fp in self.events.pending:
+            appended.setdefault(tenant, []).append(event)
+            store.by_id[(tenant, event.id)] = (event, fp)
+        for tenant, events in appended.items():
+            # Replace the list rather than extend it, so readers iterate a snapshot.
+            store.logs[tenant] = [*store.logs.get(tenant, ()), *events]
+        store.tokens = {**store.tokens, **self.tokens.pending}
+        self.events.pending = []
+        self.tokens.pending = {}
+        self.committed = True
+
+    def rollback(self) -> None:
+        self.events.pending = []
+        self.tokens.pending = {}
+
+    def ping(self) -> None:
+        return None
+
+
+class InMemoryUnitOfWorkFactory:
+    """Makes units of work over one store; `write=True` serialises writers."""
+
+    def __init__(self, store: InMemoryStore | None = None) -> None:
+        self.store = store or InMemoryStore()
+
+    def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.store, write)

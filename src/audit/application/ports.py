@@ -1,0 +1,101 @@
+"""The ports: what the use cases need from storage and the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from audit.domain.chain import ChainHead
+from audit.domain.events import Event
+from audit.domain.query import EventFilter, PageRequest
+from audit.domain.tokens import Token
+
+
+class EventRepository(Protocol):
+    """A tenant-scoped, append-only store of events. Never commits: the unit of work does."""
+
+    def head(self, tenant: str) -> ChainHead:
+        """The tenant's chain head as this transaction sees it, without locking it."""
+        ...
+
+    def lock_head(self, tenant: str) -> ChainHead:
+        """The chain head, locked until the transaction ends so writers append in turn."""
+        ...
+
+    def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
+        """The stored events among `ids`, each with the fingerprint of its content."""
+        ...
+
+    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
+        """Append sealed events (consecutive seqs after the head) and advance the head."""
+        ...
+
+    def get(self, tenant: str, event_id: str) -> Event | None: ...
+
+    def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
+        """Up to `page.limit` matching events in `page.order` of seq, after `page.after_seq`."""
+        ...
+
+    def tenants(self) -> list[str]:
+        """Every tenant that has a log."""
+        ...
+
+
+class TokenRepository(Protocol):
+    """Tokens by id and by the hash of their secret."""
+
+    def add(self, token: Token) -> None: ...
+
+    def by_secret_hash(self, secret_hash: str) -> Token | None: ...
+
+    def get(self, token_id: str) -> Token | None: ...
+
+    def list(self, tenant: str | None = None) -> list[Token]: ...
+
+    def revoke(self, token_id: str, at: datetime) -> None: ...
+
+    def touch(self, token_id: str, at: datetime) -> None: ...
+
+    def any(self) -> bool:
+        """Whether any token exists at all (for the first-start bootstrap)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction. Rolls back on exit unless `commit()` was called."""
+
+    events: EventRepository
+    tokens: TokenRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None:
+        """Make the work durable; returns only once it is."""
+        ...
+
+    def rollback(self) -> None: ...
+
+    def ping(self) -> None:
+        """Raise StorageUnavailable unless storage answers."""
+        ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, write: bool = False) -> UnitOfWork:
+        """A new unit of work; `write=True` when it will append or change anything."""
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...

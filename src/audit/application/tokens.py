@@ -1,0 +1,143 @@
+"""Tokens: authenticate a bearer secret, issue, list and revoke a tenant's tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from audit.application.ports import Clock, UnitOfWorkFactory
+from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.tokens import (
+    ALL_SCOPES,
+    TENANT_RE,
+    TOKEN_NAME_MAX,
+    TOKEN_PREFIX,
+    IssuedToken,
+    Principal,
+    Scope,
+    Token,
+    hash_secret,
+    new_secret,
+    new_token_id,
+)
+
+# Recording every use would turn each read into a write; a minute's precision is enough.
+LAST_USED_PRECISION = timedelta(seconds=60)
+BOOTSTRAP_TENANT = "default"
+
+
+class Authenticate:
+    """The Principal behind a bearer secret, or None when it is unknown, expired or revoked."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def __call__(self, secret: str) -> Principal | None:
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        with self._uow() as uow:
+            token = uow.tokens.by_secret_hash(hash_secret(secret))
+        now = self._clock.now()
+        if token is None or not token.matches(secret) or not token.usable_at(now):
+            return None
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
+            with self._uow(write=True) as uow:
+                uow.tokens.touch(token.id, now)
+                uow.commit()
+        return Principal(token_id=token.id, tenant=token.tenant, scopes=token.scopes)
+
+
+def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
+    scopes = set()
+    for name in names:
+        try:
+            scopes.add(Scope(name))
+        except ValueError:
+            known = ", ".join(sorted(ALL_SCOPES))
+            raise InvalidParameter(f"unknown scope {name!r}; known: {known}") from None
+    if not scopes:
+        raise InvalidParameter("a token needs at least one scope")
+    return frozenset(scopes)
+
+
+class IssueToken:
+    """Make a token for a tenant; the secret is returned this once and stored only hashed."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def __call__(
+        self,
+        tenant: str,
+        name: str,
+        scopes: frozenset[Scope],
+        expires_at: datetime | None = None,
+    ) -> IssuedToken:
+        if not TENANT_RE.match(tenant):
+            raise InvalidParameter("tenant must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        if not 1 <= len(name) <= TOKEN_NAME_MAX:
+            raise InvalidParameter(f"name must be 1 to {TOKEN_NAME_MAX} characters long")
+        if not scopes:
+            raise InvalidParameter("a token needs at least one scope")
+        now = self._clock.now()
+        if expires_at is not None and expires_at <= now:
+            raise InvalidParameter("expires_at must be in the future")
+        secret = new_secret()
+        token = Token(
+            id=new_token_id(),
+            tenant=tenant,
+            name=name,
+            scopes=scopes,
+            secret_hash=hash_secret(secret),
+            created_at=now,
+            expires_at=expires_at,
+        )
+        with self._uow(write=True) as uow:
+            uow.tokens.add(token)
+            uow.commit()
+        return IssuedToken(token=token, secret=secret)
+
+
+class BootstrapToken:
+    """On a store with no token at all, make one for tenant `default` with every scope."""
+
+    def __init__(self, issue: IssueToken, uow: UnitOfWorkFactory) -> None:
+        self._issue = issue
+        self._uow = uow
+
+    def __call__(self) -> IssuedToken | None:
+        with self._uow() as uow:
+            if uow.tokens.any():
+                return None
+        return self._issue(BOOTSTRAP_TENANT, "bootstrap", ALL_SCOPES)
+
+
+class ListTokens:
+    """The tokens of one tenant (or of all, for the operator's command line)."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, tenant: str | None) -> list[Token]:
+        with self._uow() as uow:
+            return uow.tokens.list(tenant)
+
+
+class RevokeToken:
+    """Revoke a token so it fails from now on. `tenant=None` only for the operator's CLI."""
+
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow = uow
+        self._clock = clock
+
+    def __call__(self, tenant: str | None, token_id: str) -> Token:
+        with self._uow(write=True) as uow:
+            token = uow.tokens.get(token_id)
+            if token is None or (tenant is not None and token.tenant != tenant):
+                raise NotFound(f"no token {token_id!r}")
+            if token.revoked_at is None:
+                uow.tokens.revoke(token_id, self._clock.now())
+                uow.commit()
+        return token

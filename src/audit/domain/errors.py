@@ -1,0 +1,62 @@
+"""Errors the domain and the use cases raise; the entrypoints map them to statuses."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Problem:
+    """One thing wrong with an event: the field's dotted path and why."""
+
+    field: str
+    message: str
+    index: int | None = None
+
+
+class AuditError(Exception):
+    """Base of every error the service reports to a client."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedJson(AuditError):
+    code = "malformed_json"
+
+
+class InvalidParameter(AuditError):
+    code = "invalid_parameter"
+
+
+class ValidationFailed(AuditError):
+    code = "validation_error"
+
+    def __init__(self, problems: list[Problem], message: str = "the event is invalid") -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class PayloadTooLarge(AuditError):
+    code = "payload_too_large"
+
+
+class Conflict(AuditError):
+    code = "conflict"
+
+
+class NotFound(AuditError):
+    code = "not_found"
+
+
+class StorageUnavailable(AuditError):
+    """Storage cannot take the operation now; nothing was half-written."""
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,154 @@
+"""Audit events: what a client sends (NewEvent) and what the log holds (Event)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+import rfc8785
+
+from audit.domain.time import format_time
+
+
+@attrs.frozen
+class Party:
+    """Who acted, or what was acted on: an actor or a target."""
+
+    id: str
+    type: str | None = None
+    name: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "name": self.name}
+
+
+@attrs.frozen
+class Source:
+    """Where the action came from."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {"ip": self.ip, "user_agent": self.user_agent}
+
+
+@attrs.frozen
+class NewEvent:
+    """A validated event as a client sent it, before the log gives it a place."""
+
+    action: str
+    actor: Party
+    id: str | None = None
+    targets: tuple[Party, ...] = ()
+    occurred_at: datetime | None = None
+    outcome: str = "success"
+    source: Source = Source()
+    description: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def fingerprint(self) -> str:
+        """A digest of the client's content, for idempotent retries.
+
+        Absent and default values are already normalised by validation, and times are
+        instants, so two sends of the same event give the same fingerprint.
+        """
+        content = {
+            "action": self.action,
+            "actor": self.actor.to_document(),
+            "targets": [t.to_document() for t in self.targets],
+            "occurred_at": None if self.occurred_at is None else format_time(self.occurred_at),
+            "outcome": self.outcome,
+            "source": self.source.to_document(),
+            "description": self.description,
+            "metadata": dict(self.metadata),
+        }
+        return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+
+
+@attrs.frozen
+class Event:
+    """An event in its tenant's log: never changed once stored."""
+
+    id: str
+    seq: int
+    tenant: str
+    action: str
+    actor: Party
+    targets: tuple[Party, ...]
+    outcome: str
+    occurred_at: datetime
+    received_at: datetime
+    source: Source
+    description: str | None
+    metadata: Mapping[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_document(self) -> dict[str, Any]:
+        """The event exactly as the API returns it."""
+        doc = unhashed_document(self)
+        doc["prev_hash"] = self.prev_hash
+        doc["hash"] = self.hash
+        return doc
+
+
+def unhashed_document(event: Event | UnsealedEvent) -> dict[str, Any]:
+    """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "tenant": event.tenant,
+        "action": event.action,
+        "actor": event.actor.to_document(),
+        "targets": [t.to_document() for t in event.targets],
+        "outcome": event.outcome,
+        "occurred_at": format_time(event.occurred_at),
+        "received_at": format_time(event.received_at),
+        "source": event.source.to_document(),
+        "description": event.description,
+        "metadata": dict(event.metadata),
+    }
+
+
+@attrs.frozen
+class UnsealedEvent:
+    """An event with its place in the log but not yet its hashes."""
+
+    id: str
+    seq: int
+    tenant: str
+    action: str
+    actor: Party
+    targets: tuple[Party, ...]
+    outcome: str
+    occurred_at: datetime
+    received_at: datetime
+    source: Source
+    description: str | None
+    metadata: Mapping[str, Any]
+
+    @classmethod
+    def place(
+        cls, new: NewEvent, *, event_id: str, seq: int, tenant: str, received_at: datetime
+    ) -> UnsealedEvent:
+        return cls(
+            id=event_id,
+            seq=seq,
+            tenant=tenant,
+            action=new.action,
+            actor=new.actor,
+            targets=new.targets,
+            outcome=new.outcome,
+            occurred_at=new.occurred_at or received_at,
+            received_at=received_at,
+            source=new.source,
+            description=new.description,
+            metadata=new.metadata,
+        )
+
+    def seal(self, prev_hash: str, hash_: str) -> Event:
+        return Event(**attrs.asdict(self, recurse=False), prev_hash=prev_hash, hash=hash_)

@@ -1,0 +1,86 @@
+"""What a reader asks for: filters over a tenant's events, and keyset pages."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Literal
+
+import attrs
+import rfc8785
+
+from audit.domain.errors import InvalidParameter
+from audit.domain.events import Event
+
+Order = Literal["asc", "desc"]
+
+
+@attrs.frozen
+class EventFilter:
+    """Filters combined with AND. `action_prefix` comes from an action ending in `*`."""
+
+    actor_id: str | None = None
+    target_id: str | None = None
+    action: str | None = None
+    action_prefix: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+
+
+@attrs.frozen
+class PageRequest:
+    limit: int
+    order: Order = "desc"
+    after_seq: int | None = None
+    through_seq: int | None = None
+
+
+def encode_cursor(seq: int, order: Order) -> str:
+    raw = json.dumps({"s": seq, "o": order}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, order: Order) -> int:
+    """The seq a cursor continues after; the cursor must come from a page of the same order."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        seq, cursor_order = data["s"], data["o"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
+        raise InvalidParameter("cursor is not one this service issued") from None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidParameter("cursor is not one this service issued")
+    if cursor_order != order:
+        raise InvalidParameter("cursor was issued for the other order")
+    return seq
+
+
+def search_text(event: Event) -> str:
+    """What `q` searches, lower-cased: description, metadata as JSON, actor and target names."""
+    parts = [event.description or "", rfc8785.dumps(dict(event.metadata)).decode("utf-8")]
+    parts.append(event.actor.name or "")
+    parts.extend(t.name or "" for t in event.targets)
+    return "\n".join(parts).lower()
+
+
+def matches(event: Event, where: EventFilter) -> bool:
+    """Whether an event passes a filter: the reference semantics every adapter must match."""
+    if where.actor_id is not None and event.actor.id != where.actor_id:
+        return False
+    if where.target_id is not None and all(t.id != where.target_id for t in event.targets):
+        return False
+    if where.action is not None and event.action != where.action:
+        return False
+    if where.action_prefix is not None and not event.action.startswith(where.action_prefix):
+        return False
+    if where.outcome is not None and event.outcome != where.outcome:
+        return False
+    if where.since is not None and event.occurred_at < where.since:
+        return False
+    if where.until is not None and event.occurred_at >= where.until:
+        return False
+    return where.q is None or where.q.lower() in search_text(event)

@@ -1,0 +1,268 @@
+"""Turning untrusted JSON into NewEvents: every problem named, nothing guessed.
+
+Transport-neutral: the HTTP entrypoint and any future consumer call the same functions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import rfc8785
+
+from audit.domain import rules
+from audit.domain.errors import MalformedJson, PayloadTooLarge, Problem, ValidationFailed
+from audit.domain.events import NewEvent, Party, Source
+from audit.domain.time import parse_rfc3339
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"repeated key {key!r}")
+            seen.add(key)
+    return result
+
+
+def decode_json(body: bytes) -> Any:
+    """Parse a request body strictly: UTF-8, no NaN/Infinity, no repeated keys."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedJson("the body is not UTF-8") from None
+    try:
+        return json.loads(
+            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        raise MalformedJson("the body is nested too deeply") from None
+    except ValueError as exc:
+        raise MalformedJson(f"the body is not valid JSON: {exc}") from None
+
+
+def _string_problem(value: str) -> str | None:
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must not contain lone surrogates"
+    return None
+
+
+class _Parser:
+    def __init__(self, index: int | None) -> None:
+        self.index = index
+        self.problems: list[Problem] = []
+
+    def problem(self, field: str, message: str) -> None:
+        self.problems.append(Problem(field=field, message=message, index=self.index))
+
+    def unknown_fields(self, obj: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
+        for key in obj:
+            if key not in allowed:
+                self.problem(f"{prefix}{key}", "unknown field")
+
+    def string(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        field: str,
+        *,
+        required: bool = False,
+        max_len: int,
+        min_len: int = 1,
+    ) -> str | None:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.problem(field, "is required")
+            return None
+        if not isinstance(value, str):
+            self.problem(field, "must be a string")
+            return None
+        bad = _string_problem(value)
+        if bad:
+            self.problem(field, bad)
+            return None
+        if not min_len <= len(value) <= max_len:
+            self.problem(field, f"must be {min_len} to {max_len} characters long")
+            return None
+        return value
+
+    def identifier(self, obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+        value = self.string(obj, key, key, required=required, max_len=rules.ID_MAX)
+        if value is not None and not rules.ID_RE.match(value):
+            self.problem(key, "may contain only A-Z a-z 0-9 . _ : -")
+            return None
+        return value
+
+    def party(self, value: Any, field: str) -> Party | None:
+        if not isinstance(value, dict):
+            self.problem(field, "must be an object")
+            return None
+        self.unknown_fields(value, rules.PARTY_FIELDS, f"{field}.")
+        before = len(self.problems)
+        pid = self.string(value, "id", f"{field}.id", required=True, max_len=rules.PARTY_ID_MAX)
+        ptype = self.string(value, "type", f"{field}.type", max_len=rules.PARTY_TYPE_MAX)
+        name = self.string(value, "name", f"{field}.name", max_len=rules.PARTY_NAME_MAX)
+        if len(self.problems) != before or pid is None:
+            return None
+        return Party(id=pid, type=ptype, name=name)
+
+    def targets(self, value: Any) -> tuple[Party, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem("targets", "must be a list")
+            return ()
+        if len(value) > rules.MAX_TARGETS:
+            self.problem("targets", f"must hold at most {rules.MAX_TARGETS} targets")
+            return ()
+        parsed = [self.party(item, f"targets[{i}]") for i, item in enumerate(value)]
+        return tuple(p for p in parsed if p is not None)
+
+    def source(self, value: Any) -> Source:
+        if value is None:
+            return Source()
+        if not isinstance(value, dict):
+            self.problem("source", "must be an object")
+            return Source()
+        self.unknown_fields(value, rules.SOURCE_FIELDS, "source.")
+        ip = self.string(value, "ip", "source.ip", max_len=64)
+        if ip is not None:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                self.problem("source.ip", "must be an IPv4 or IPv6 address")
+                ip = None
+        agent = self.string(
+            value, "user_agent", "source.user_agent", max_len=rules.USER_AGENT_MAX, min_len=0
+        )
+        return Source(ip=ip, user_agent=agent)
+
+    def json_value(self, value: Any, field: str) -> bool:
+        """Check a metadata value; return False after recording the first problem."""
+        if isinstance(value, str):
+            bad = _string_problem(value)
+            if bad:
+                self.problem(field, bad)
+                return False
+        elif isinstance(value, bool) or value is None:
+            pass
+        elif isinstance(value, int):
+            if abs(value) > rules.MAX_SAFE_INTEGER:
+                self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
+                return False
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                self.problem(field, "numbers must be finite")
+                return False
+        elif isinstance(value, list):
+            return all(self.json_value(v, f"{field}[{i}]") for i, v in enumerate(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                bad = _string_problem(key)
+                if bad:
+                    self.problem(field, f"keys {bad}")
+                    return False
+                if not self.json_value(item, f"{field}.{key}"):
+                    return False
+        return True
+
+    def metadata(self, value: Any) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem("metadata", "must be an object")
+            return {}
+        if not self.json_value(value, "metadata"):
+            return {}
+        if len(rfc8785.dumps(value)) > rules.METADATA_MAX_BYTES:
+            self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
+            return {}
+        return value
+
+    def event(self, obj: Any) -> NewEvent | None:
+        if not isinstance(obj, dict):
+            self.problem("", "an event must be a JSON object")
+            return None
+        self.unknown_fields(obj, rules.EVENT_FIELDS, "")
+        event_id = self.identifier(obj, "id", required=False)
+        action = self.identifier(obj, "action", required=True)
+        actor = None
+        if obj.get("actor") is None:
+            self.problem("actor", "is required")
+        else:
+            actor = self.party(obj["actor"], "actor")
+        targets = self.targets(obj.get("targets"))
+        occurred_at = None
+        raw_time = self.string(obj, "occurred_at", "occurred_at", max_len=64)
+        if raw_time is not None:
+            try:
+                occurred_at = parse_rfc3339(raw_time)
+            except ValueError as exc:
+                self.problem("occurred_at", str(exc))
+        outcome = obj.get("outcome")
+        if outcome is None:
+            outcome = rules.DEFAULT_OUTCOME
+        elif outcome not in rules.OUTCOMES:
+            self.problem("outcome", f"must be one of {', '.join(rules.OUTCOMES)}")
+        source = self.source(obj.get("source"))
+        description = self.string(
+            obj, "description", "description", max_len=rules.DESCRIPTION_MAX, min_len=0
+        )
+        metadata = self.metadata(obj.get("metadata"))
+        if self.problems or action is None or actor is None:
+            return None
+        return NewEvent(
+            id=event_id,
+            action=action,
+            actor=actor,
+            targets=targets,
+            occurred_at=occurred_at,
+            outcome=outcome,
+            source=source,
+            description=description,
+            metadata=metadata,
+        )
+
+
+def parse_event(obj: Any) -> NewEvent:
+    """Validate one event; raise ValidationFailed naming every problem."""
+    parser = _Parser(index=None)
+    event = parser.event(obj)
+    if event is None:
+        raise ValidationFailed(parser.problems)
+    return event
+
+
+def parse_batch(items: Any) -> list[NewEvent]:
+    """Validate a batch (a list of 1 to MAX_BATCH events); problems carry their index."""
+    if not isinstance(items, list) or not items:
+        raise ValidationFailed(
+            [Problem(field="events", message="must be a non-empty list of events")]
+        )
+    if len(items) > rules.MAX_BATCH:
+        raise PayloadTooLarge(f"a batch holds at most {rules.MAX_BATCH} events")
+    problems: list[Problem] = []
+    events: list[NewEvent] = []
+    for index, item in enumerate(items):
+        parser = _Parser(index=index)
+        event = parser.event(item)
+        problems.extend(parser.problems)
+        if event is not None:
+            events.append(event)
+    if problems:
+        raise ValidationFailed(problems, f"{len(problems)} problem(s) in the batch")
+    return events
