@@ -7,10 +7,11 @@ from collections.abc import Iterator
 import attrs
 
 from audit.application.ports import UnitOfWorkFactory
-from audit.domain.chain import GENESIS_HASH, ChainHead, chain_hash
+from audit.domain.chain import ChainHead
 from audit.domain.errors import NotFound
 from audit.domain.events import Event
 from audit.domain.query import EventFilter, PageRequest, encode_cursor
+from audit.verify.events import verify_chain
 
 EXPORT_CHUNK = 1000
 
@@ -101,7 +102,11 @@ class ChainReport:
 
 
 class VerifyChain:
-    """Recompute a tenant's hash chain from seq 1 and report the first broken link."""
+    """Recompute a tenant's hash chain from seq 1 and report the first broken link.
+
+    The recomputation is the auditors' own code (audit.verify), run on the events exactly
+    as the API returns them.
+    """
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
@@ -109,38 +114,46 @@ class VerifyChain:
     def __call__(self, tenant: str) -> ChainReport:
         with self._uow() as uow:
             stored_head = uow.events.head(tenant)
-        prev = ChainHead()
-        checked = 0
-        for event in _ascending(self._uow, tenant, EventFilter(), stored_head.seq):
-            expected_seq = prev.seq + 1
-            if event.seq != expected_seq:
-                return ChainReport(
-                    False,
-                    checked,
-                    first_invalid_seq=expected_seq,
-                    reason=f"seq {expected_seq} is missing (next stored is {event.seq})",
-                )
-            if event.prev_hash != prev.hash:
-                return ChainReport(
-                    False,
-                    checked,
-                    first_invalid_seq=event.seq,
-                    reason="prev_hash does not match the previous event's hash",
-                )
-            if chain_hash(prev.hash, event) != event.hash:
-                return ChainReport(
-                    False,
-                    checked,
-                    first_invalid_seq=event.seq,
-                    reason="hash does not match the event's content",
-                )
-            checked += 1
-            prev = ChainHead(event.seq, event.hash)
-        if stored_head.seq > prev.seq:
+        events = _ascending(self._uow, tenant, EventFilter(), stored_head.seq)
+        report = verify_chain(e.to_document() for e in events)
+        if not report.valid:
             return ChainReport(
                 False,
-                checked,
-                first_invalid_seq=prev.seq + 1,
-                reason=f"seq {prev.seq + 1} is missing (the log's head is {stored_head.seq})",
+                report.checked,
+                first_invalid_seq=report.first_invalid_seq,
+                reason=report.reason,
             )
-        return ChainReport(True, checked, head=prev if prev.hash != GENESIS_HASH else None)
+        if stored_head.seq > report.checked:
+            missing = report.checked + 1
+            return ChainReport(
+                False,
+                report.checked,
+                first_invalid_seq=missing,
+                reason=f"seq {missing} is missing (the log's head is {stored_head.seq})",
+            )
+        head = report.head
+        return ChainReport(
+            True, report.checked, head=ChainHead(head.seq, head.hash) if head else None
+        )
+
+
+class ListTenants:
+    """Every tenant that has a log."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self) -> list[str]:
+        with self._uow() as uow:
+            return uow.events.tenants()
+
+
+class LogHead:
+    """The last event of a tenant's log, as (seq, hash); seq 0 when empty."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    def __call__(self, tenant: str) -> ChainHead:
+        with self._uow() as uow:
+            return uow.events.head(tenant)

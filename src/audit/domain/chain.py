@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
 import attrs
-import rfc8785
 
 from audit.domain.events import Event, UnsealedEvent, unhashed_document
+from audit.verify.events import GENESIS as GENESIS_HASH
+from audit.verify.events import event_hash
 
-GENESIS_HASH = "0" * 64
+__all__ = ["GENESIS_HASH", "ChainHead", "chain_hash", "seal"]
 
 
 @attrs.frozen
@@ -22,9 +22,8 @@ class ChainHead:
 
 
 def chain_hash(prev_hash: str, event: UnsealedEvent | Event) -> str:
-    """hex(SHA-256(unhex(prev_hash) || JCS(event less its hashes)))."""
-    canonical = rfc8785.dumps(unhashed_document(event))
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+    """hex(SHA-256(unhex(prev_hash) || JCS(event less its hashes))), as auditors compute it."""
+    return event_hash(prev_hash, unhashed_document(event))
 
 
 def seal(head: ChainHead, events: Iterable[UnsealedEvent]) -> list[Event]:

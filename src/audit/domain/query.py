@@ -13,6 +13,10 @@ import rfc8785
 
 from audit.domain.errors import InvalidParameter
 from audit.domain.events import Event
+from audit.domain.rules import OUTCOMES
+from audit.domain.time import parse_rfc3339
+
+FILTER_PARAMETERS = ("actor_id", "target_id", "action", "outcome", "since", "until", "q")
 
 Order = Literal["asc", "desc"]
 
@@ -29,6 +33,43 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
+
+
+def parse_filter(params: dict[str, str | None]) -> EventFilter:
+    """Build a filter from text parameters (query string or command line), strictly.
+
+    Keys must be among FILTER_PARAMETERS; the caller rejects any other.
+    """
+    values: dict[str, str] = {k: v for k, v in params.items() if v is not None}
+    for name, value in values.items():
+        if name not in FILTER_PARAMETERS:
+            raise InvalidParameter(f"unknown parameter {name!r}")
+        if value == "":
+            raise InvalidParameter(f"{name} must not be empty")
+    times = {}
+    for name in ("since", "until"):
+        if name in values:
+            try:
+                times[name] = parse_rfc3339(values[name])
+            except ValueError as exc:
+                raise InvalidParameter(f"{name} {exc}") from None
+    outcome = values.get("outcome")
+    if outcome is not None and outcome not in OUTCOMES:
+        raise InvalidParameter(f"outcome must be one of {', '.join(OUTCOMES)}")
+    action: str | None = values.get("action")
+    prefix = None
+    if action is not None and action.endswith("*"):
+        action, prefix = None, action[:-1]
+    return EventFilter(
+        actor_id=values.get("actor_id"),
+        target_id=values.get("target_id"),
+        action=action,
+        action_prefix=prefix,
+        outcome=outcome,
+        since=times.get("since"),
+        until=times.get("until"),
+        q=values.get("q"),
+    )
 
 
 @attrs.frozen
