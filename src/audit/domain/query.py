@@ -59,7 +59,8 @@ def parse_filter(params: dict[str, str | None]) -> EventFilter:
     action: str | None = values.get("action")
     prefix = None
     if action is not None and action.endswith("*"):
-        action, prefix = None, action[:-1]
+        prefix = action[:-1]
+        action = None
     return EventFilter(
         actor_id=values.get("actor_id"),
         target_id=values.get("target_id"),
