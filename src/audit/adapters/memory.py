@@ -26,6 +26,7 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.write_lock = threading.Lock()
         self.logs: dict[str, list[Event]] = {}
+        self.heads: dict[str, ChainHead] = {}
         self.by_id: dict[tuple[str, str], tuple[Event, str]] = {}
         self.tokens: dict[str, Token] = {}
 
@@ -36,10 +37,7 @@ class InMemoryEventRepository:
         self.pending: list[tuple[str, Event, str]] = []
 
     def head(self, tenant: str) -> ChainHead:
-        log = self._store.logs.get(tenant)
-        if not log:
-            return ChainHead()
-        return ChainHead(log[-1].seq, log[-1].hash)
+        return self._store.heads.get(tenant, ChainHead())
 
     def lock_head(self, tenant: str) -> ChainHead:
         # The unit of work holds the store's write lock for its whole life.
@@ -151,6 +149,7 @@ class InMemoryUnitOfWork:
         for tenant, events in appended.items():
             # Replace the list rather than extend it, so readers iterate a snapshot.
             store.logs[tenant] = [*store.logs.get(tenant, ()), *events]
+            store.heads[tenant] = ChainHead(events[-1].seq, events[-1].hash)
         store.tokens = {**store.tokens, **self.tokens.pending}
         self.events.pending = []
         self.tokens.pending = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+import attrs
+
 from audit.application.ports import Clock, UnitOfWorkFactory
 from audit.domain.errors import InvalidParameter, NotFound
 from audit.domain.tokens import (
@@ -75,7 +77,7 @@ class IssueToken:
         scopes: frozenset[Scope],
         expires_at: datetime | None = None,
     ) -> IssuedToken:
-        if not TENANT_RE.match(tenant):
+        if not TENANT_RE.fullmatch(tenant):
             raise InvalidParameter("tenant must be 1-64 characters of A-Z a-z 0-9 . _ -")
         if not 1 <= len(name) <= TOKEN_NAME_MAX:
             raise InvalidParameter(f"name must be 1 to {TOKEN_NAME_MAX} characters long")
@@ -84,34 +86,47 @@ class IssueToken:
         now = self._clock.now()
         if expires_at is not None and expires_at <= now:
             raise InvalidParameter("expires_at must be in the future")
-        secret = new_secret()
-        token = Token(
-            id=new_token_id(),
-            tenant=tenant,
-            name=name,
-            scopes=scopes,
-            secret_hash=hash_secret(secret),
-            created_at=now,
-            expires_at=expires_at,
-        )
         with self._uow(write=True) as uow:
-            uow.tokens.add(token)
+            issued = _new_token(tenant, name, scopes, now, expires_at)
+            uow.tokens.add(issued.token)
             uow.commit()
-        return IssuedToken(token=token, secret=secret)
+        return issued
+
+
+def _new_token(
+    tenant: str, name: str, scopes: frozenset[Scope], now: datetime, expires_at: datetime | None
+) -> IssuedToken:
+    secret = new_secret()
+    token = Token(
+        id=new_token_id(),
+        tenant=tenant,
+        name=name,
+        scopes=scopes,
+        secret_hash=hash_secret(secret),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    return IssuedToken(token=token, secret=secret)
 
 
 class BootstrapToken:
     """On a store with no token at all, make one for tenant `default` with every scope."""
 
-    def __init__(self, issue: IssueToken, uow: UnitOfWorkFactory) -> None:
-        self._issue = issue
+    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
+        self._clock = clock
 
     def __call__(self) -> IssuedToken | None:
-        with self._uow() as uow:
+        with self._uow(write=True) as uow:
+            # Servers starting together on one database take turns on this lock, so only
+            # the first of them finds no token.
+            uow.events.lock_head(BOOTSTRAP_TENANT)
             if uow.tokens.any():
                 return None
-        return self._issue(BOOTSTRAP_TENANT, "bootstrap", ALL_SCOPES)
+            issued = _new_token(BOOTSTRAP_TENANT, "bootstrap", ALL_SCOPES, self._clock.now(), None)
+            uow.tokens.add(issued.token)
+            uow.commit()
+        return issued
 
 
 class ListTokens:
@@ -138,6 +153,8 @@ class RevokeToken:
             if token is None or (tenant is not None and token.tenant != tenant):
                 raise NotFound(f"no token {token_id!r}")
             if token.revoked_at is None:
-                uow.tokens.revoke(token_id, self._clock.now())
+                now = self._clock.now()
+                uow.tokens.revoke(token_id, now)
+                token = attrs.evolve(token, revoked_at=now)
                 uow.commit()
         return token

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
-import rfc8785
 
 from audit.domain.errors import InvalidParameter
 from audit.domain.events import Event
@@ -88,11 +88,13 @@ def encode_cursor(seq: int, order: Order) -> str:
 
 def decode_cursor(cursor: str, order: Order) -> int:
     """The seq a cursor continues after; the cursor must come from a page of the same order."""
+    if len(cursor) > 200:
+        raise InvalidParameter("cursor is not one this service issued")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         seq, cursor_order = data["s"], data["o"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
         raise InvalidParameter("cursor is not one this service issued") from None
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
         raise InvalidParameter("cursor is not one this service issued")
@@ -101,10 +103,29 @@ def decode_cursor(cursor: str, order: Order) -> int:
     return seq
 
 
+def _metadata_words(metadata: Mapping[str, Any]) -> list[str]:
+    """The keys and scalar values of metadata as text, without JSON's quotes and escapes."""
+    words: list[str] = []
+    stack: list[Any] = [metadata]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                words.append(key)
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            words.append(value)
+        elif value is not None and not isinstance(value, bool):
+            words.append(str(value))
+    return words
+
+
 def search_text(event: Event) -> str:
     """What `q` searches, lower-cased: description, metadata as JSON, actor and target names."""
-    parts = [event.description or "", rfc8785.dumps(dict(event.metadata)).decode("utf-8")]
-    parts.append(event.actor.name or "")
+    parts = [event.description or "", event.actor.name or ""]
+    parts.extend(_metadata_words(event.metadata))
     parts.extend(t.name or "" for t in event.targets)
     return "\n".join(parts).lower()
 

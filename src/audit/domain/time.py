@@ -15,7 +15,7 @@ def parse_rfc3339(text: str) -> datetime:
 
     Raises ValueError with a short reason when the text is not one.
     """
-    if not RFC3339_RE.match(text):
+    if not RFC3339_RE.fullmatch(text):
         raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-11-28T10:00:00Z")
     try:
         return datetime.fromisoformat(text.upper()).astimezone(UTC)

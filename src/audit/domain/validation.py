@@ -102,7 +102,7 @@ class _Parser:
 
     def identifier(self, obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
         value = self.string(obj, key, key, required=required, max_len=rules.ID_MAX)
-        if value is not None and not rules.ID_RE.match(value):
+        if value is not None and not rules.ID_RE.fullmatch(value):
             self.problem(key, "may contain only A-Z a-z 0-9 . _ : -")
             return None
         return value
@@ -142,7 +142,7 @@ class _Parser:
         ip = self.string(value, "ip", "source.ip", max_len=64)
         if ip is not None:
             try:
-                ip = str(ipaddress.ip_address(ip))
+                ipaddress.ip_address(ip)
             except ValueError:
                 self.problem("source.ip", "must be an IPv4 or IPv6 address")
                 ip = None
@@ -151,47 +151,49 @@ class _Parser:
         )
         return Source(ip=ip, user_agent=agent)
 
-    def json_value(self, value: Any, field: str) -> bool:
-        """Check a metadata value; return False after recording the first problem."""
-        if isinstance(value, str):
-            bad = _string_problem(value)
-            if bad:
-                self.problem(field, bad)
-                return False
-        elif isinstance(value, bool) or value is None:
-            pass
-        elif isinstance(value, int):
-            if abs(value) > rules.MAX_SAFE_INTEGER:
-                self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
-                return False
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                self.problem(field, "numbers must be finite")
-                return False
-        elif isinstance(value, list):
-            return all(self.json_value(v, f"{field}[{i}]") for i, v in enumerate(value))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                bad = _string_problem(key)
-                if bad:
-                    self.problem(field, f"keys {bad}")
-                    return False
-                if not self.json_value(item, f"{field}.{key}"):
-                    return False
-        return True
-
     def metadata(self, value: Any) -> dict[str, Any]:
+        """Check metadata without recursion, naming every bad value; return it canonical."""
         if value is None:
             return {}
         if not isinstance(value, dict):
             self.problem("metadata", "must be an object")
             return {}
-        if not self.json_value(value, "metadata"):
+        before = len(self.problems)
+        stack: list[tuple[Any, str, int]] = [(value, "metadata", 0)]
+        while stack:
+            item, field, depth = stack.pop()
+            if isinstance(item, str):
+                bad = _string_problem(item)
+                if bad:
+                    self.problem(field, bad)
+            elif isinstance(item, bool) or item is None:
+                pass
+            elif isinstance(item, int):
+                if abs(item) > rules.MAX_SAFE_INTEGER:
+                    self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
+            elif isinstance(item, float):
+                if not math.isfinite(item):
+                    self.problem(field, "numbers must be finite")
+            elif depth >= rules.METADATA_MAX_DEPTH:
+                self.problem(field, f"must be nested at most {rules.METADATA_MAX_DEPTH} deep")
+            elif isinstance(item, list):
+                stack.extend((v, f"{field}[{i}]", depth + 1) for i, v in enumerate(item))
+            elif isinstance(item, dict):
+                for key, v in item.items():
+                    bad = _string_problem(key)
+                    if bad:
+                        self.problem(field, f"keys {bad}")
+                    else:
+                        stack.append((v, f"{field}.{key}", depth + 1))
+        if len(self.problems) != before:
             return {}
-        if len(rfc8785.dumps(value)) > rules.METADATA_MAX_BYTES:
+        canonical = rfc8785.dumps(value)
+        if len(canonical) > rules.METADATA_MAX_BYTES:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
             return {}
-        return value
+        # A fresh copy in canonical form: the log never shares the caller's objects.
+        result: dict[str, Any] = json.loads(canonical)
+        return result
 
     def event(self, obj: Any) -> NewEvent | None:
         if not isinstance(obj, dict):

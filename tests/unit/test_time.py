@@ -1,0 +1,122 @@
+"""Times: RFC 3339 in, UTC with exactly six fractional digits and Z out."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from audit.domain.time import format_time, from_micros, parse_rfc3339, to_micros
+
+RETURNED_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+
+
+def tz(hours: int, minutes: int = 0, seconds: int = 0) -> timezone:
+    sign = -1 if hours < 0 else 1
+    return timezone(sign * timedelta(hours=abs(hours), minutes=minutes, seconds=seconds))
+
+
+@pytest.mark.parametrize(
+    ("moment", "text"),
+    [
+        (datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC), "2026-11-28T10:00:00.123456Z"),
+        (datetime(2026, 11, 28, 10, tzinfo=UTC), "2026-11-28T10:00:00.000000Z"),
+        (datetime(2026, 11, 28, 10, 0, 0, 1, tzinfo=UTC), "2026-11-28T10:00:00.000001Z"),
+        (datetime(2026, 11, 28, 12, tzinfo=tz(2)), "2026-11-28T10:00:00.000000Z"),
+        (datetime(2026, 11, 28, 15, 45, tzinfo=tz(5, 45)), "2026-11-28T10:00:00.000000Z"),
+        (datetime(2026, 11, 28, 0, 30, tzinfo=tz(-9, 30)), "2026-11-28T10:00:00.000000Z"),
+        (datetime(2027, 1, 1, 2, 0, tzinfo=tz(14)), "2026-12-31T12:00:00.000000Z"),
+        (datetime(2026, 12, 31, 23, 0, tzinfo=tz(-12)), "2027-01-01T11:00:00.000000Z"),
+        (datetime(2026, 1, 1, 1, 0, 30, tzinfo=tz(1, 0, 30)), "2026-01-01T00:00:00.000000Z"),
+        (datetime(2024, 3, 1, 1, 0, tzinfo=tz(3)), "2024-02-29T22:00:00.000000Z"),
+        (datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC), "0999-01-02T03:04:05.000006Z"),
+        (datetime(45, 6, 7, tzinfo=UTC), "0045-06-07T00:00:00.000000Z"),
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000000Z"),
+        (datetime(1, 1, 1, 23, tzinfo=tz(-1)), "0001-01-02T00:00:00.000000Z"),
+        (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-31T23:59:59.999999Z"),
+    ],
+)
+def test_format_time_gives_utc_with_six_digits_and_z(moment: datetime, text: str) -> None:
+    assert format_time(moment) == text
+    assert RETURNED_TIME.match(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T10:00:00Z",
+        "2026-11-28T12:00:00+02:00",
+        "2026-11-28T04:15:00-05:45",
+        "2026-11-28T10:00:00.000000Z",
+        "2026-11-28T10:00:00.000000+00:00",
+        "2026-11-28T10:00:00-00:00",
+    ],
+)
+def test_the_same_instant_in_any_offset_parses_equal(text: str) -> None:
+    moment = parse_rfc3339(text)
+    assert moment == datetime(2026, 11, 28, 10, tzinfo=UTC)
+    assert moment.utcoffset() == timedelta(0)
+    assert format_time(moment) == "2026-11-28T10:00:00.000000Z"
+
+
+@pytest.mark.parametrize(
+    ("fraction", "micros"),
+    [
+        ("", 0),
+        (".1", 100000),
+        (".12", 120000),
+        (".123", 123000),
+        (".000001", 1),
+        (".123456", 123456),
+        (".1234567", 123456),
+        (".123456789", 123456),
+        (".999999999", 999999),
+    ],
+)
+def test_fractional_seconds_keep_microseconds(fraction: str, micros: int) -> None:
+    moment = parse_rfc3339(f"2026-11-28T10:00:59{fraction}Z")
+    assert (moment.second, moment.microsecond) == (59, micros)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-28T10:00:00",
+        "2026-11-28 10:00:00Z",
+        "2026-11-28T10:00:00+02",
+        "2026-11-31T10:00:00Z",
+        "2100-02-29T10:00:00Z",
+        "2026-11-28T10:00:61Z",
+        "2026-11-28T10:00:00.1234567890Z",
+        "9999-12-31T23:00:00-01:00",  # after year 9999 in UTC
+        "\u0662\u0660\u0662\u0666-11-28T10:00:00Z",  # Arabic-Indic digits
+        "2026-11-28T10:00:00Z\n",
+    ],
+)
+def test_parse_refuses_what_is_not_an_rfc3339_instant(text: str) -> None:
+    with pytest.raises(ValueError, match=r"\S"):
+        parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_times_round_trip_through_text_and_microseconds(moment: datetime) -> None:
+    assert parse_rfc3339(format_time(moment)) == moment
+    assert from_micros(to_micros(moment)) == moment
+
+
+def test_microseconds_count_from_the_unix_epoch() -> None:
+    assert to_micros(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert to_micros(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005
+    assert to_micros(datetime(1970, 1, 1, 1, 0, 0, tzinfo=tz(1))) == 0
+    assert to_micros(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == -1
+    assert from_micros(1_764_324_000_000_000) == datetime(2025, 11, 28, 10, tzinfo=UTC)

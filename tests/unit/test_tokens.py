@@ -1,0 +1,378 @@
+"""Tokens: issued once, stored hashed, checked on every call, revoked for good."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import UTC, datetime, timedelta
+
+import attrs
+import pytest
+
+from audit.adapters.clock import FixedClock
+from audit.adapters.memory import InMemoryStore, InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
+from audit.application.tokens import (
+    Authenticate,
+    BootstrapToken,
+    IssueToken,
+    ListTokens,
+    RevokeToken,
+    parse_scopes,
+)
+from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.tokens import Principal, Scope
+
+NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
+READ = frozenset({Scope.EVENTS_READ})
+WRITE_READ = frozenset({Scope.EVENTS_WRITE, Scope.EVENTS_READ})
+
+
+# --- IssueToken ------------------------------------------------------------------------------
+
+
+def test_an_issued_token_is_a_prefixed_secret_shown_once(
+    issue: IssueToken, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", WRITE_READ)
+    assert issued.secret.startswith("als_")
+    assert len(issued.secret) >= 4 + 43  # 256 random bits, URL-safe base64
+    assert issued.token.tenant == "acme"
+    assert issued.token.name == "ci"
+    assert issued.token.scopes == WRITE_READ
+    assert issued.token.created_at == NOW
+    assert issued.token.expires_at is None
+    assert issued.token.revoked_at is None
+    assert store.tokens == {issued.token.id: issued.token}
+
+
+def test_the_store_holds_only_the_sha256_of_the_secret(
+    issue: IssueToken, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    [stored] = store.tokens.values()
+    assert stored.secret_hash == hashlib.sha256(issued.secret.encode()).hexdigest()
+    values = attrs.asdict(stored, recurse=True)
+    assert all(issued.secret not in str(v) for v in values.values())
+    assert issued.secret not in repr(store.tokens)
+    assert issued.secret.removeprefix("als_") not in repr(store.tokens)
+
+
+def test_every_token_gets_its_own_id_and_secret(issue: IssueToken) -> None:
+    issued = [issue("acme", "ci", READ) for _ in range(50)]
+    assert len({i.secret for i in issued}) == 50
+    assert len({i.token.id for i in issued}) == 50
+
+
+@pytest.mark.parametrize(
+    ("tenant", "name", "scopes"),
+    [
+        ("", "ci", READ),
+        ("a b", "ci", READ),
+        ("acme/x", "ci", READ),
+        ("t" * 65, "ci", READ),
+        ("acme", "", READ),
+        ("acme", "n" * 129, READ),
+        ("acme", "ci", frozenset()),
+    ],
+)
+def test_a_bad_tenant_name_or_scope_set_is_refused_and_nothing_stored(
+    issue: IssueToken, store: InMemoryStore, tenant: str, name: str, scopes: frozenset[Scope]
+) -> None:
+    with pytest.raises(InvalidParameter):
+        issue(tenant, name, scopes)
+    assert store.tokens == {}
+
+
+def test_the_longest_tenant_and_name_are_accepted(issue: IssueToken) -> None:
+    issued = issue("t" * 64, "n" * 128, READ)
+    assert (issued.token.tenant, issued.token.name) == ("t" * 64, "n" * 128)
+
+
+def test_a_tenant_with_a_trailing_newline_is_refused(
+    issue: IssueToken, store: InMemoryStore
+) -> None:
+    with pytest.raises(InvalidParameter):
+        issue("acme\n", "ci", READ)
+
+
+@pytest.mark.parametrize("delta", [timedelta(0), timedelta(seconds=-1)])
+def test_an_expiry_that_is_not_in_the_future_is_refused(
+    issue: IssueToken, store: InMemoryStore, delta: timedelta
+) -> None:
+    with pytest.raises(InvalidParameter):
+        issue("acme", "ci", READ, expires_at=NOW + delta)
+    assert store.tokens == {}
+
+
+# --- parse_scopes ----------------------------------------------------------------------------
+
+
+def test_scope_names_parse_to_scopes() -> None:
+    assert parse_scopes(["events:write", "events:read", "events:write"]) == WRITE_READ
+    assert parse_scopes(["tokens:admin", "metrics:read"]) == {
+        Scope.TOKENS_ADMIN,
+        Scope.METRICS_READ,
+    }
+
+
+@pytest.mark.parametrize(
+    "names", [["events:delete"], ["events:read", "Events:Write"], ["events"], [""], ["*"]]
+)
+def test_an_unknown_scope_is_refused_by_name(names: list[str]) -> None:
+    with pytest.raises(InvalidParameter, match="events:read") as info:
+        parse_scopes(names)
+    assert repr(names[-1]) in info.value.message
+
+
+def test_no_scope_at_all_is_refused() -> None:
+    with pytest.raises(InvalidParameter, match="scope"):
+        parse_scopes([])
+
+
+# --- Authenticate ----------------------------------------------------------------------------
+
+
+def test_the_secret_authenticates_as_its_tenant_and_scopes(
+    issue: IssueToken, authenticate: Authenticate
+) -> None:
+    issued = issue("acme", "ci", WRITE_READ)
+    issue("globex", "other", READ)
+    assert authenticate(issued.secret) == Principal(
+        token_id=issued.token.id, tenant="acme", scopes=WRITE_READ
+    )
+
+
+def test_unknown_secrets_are_refused(issue: IssueToken, authenticate: Authenticate) -> None:
+    issued = issue("acme", "ci", READ)
+    body = issued.secret.removeprefix("als_")
+    flipped = issued.secret[:-1] + ("A" if issued.secret[-1] != "A" else "B")
+    for secret in [
+        "",
+        "als_",
+        "als_" + "A" * 43,
+        flipped,
+        issued.secret + "x",
+        issued.secret[:-1],
+        issued.secret.upper(),
+        body,
+        "xyz_" + body,
+        "ALS_" + body,
+        "Bearer " + issued.secret,
+        " " + issued.secret,
+        issued.token.secret_hash,
+        issued.token.id,
+    ]:
+        assert authenticate(secret) is None, secret
+
+
+def test_a_token_of_another_prefix_is_refused_even_if_its_hash_is_stored(
+    issue: IssueToken, authenticate: Authenticate, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    other = "sk_" + issued.secret.removeprefix("als_")
+    forged = attrs.evolve(issued.token, secret_hash=hashlib.sha256(other.encode()).hexdigest())
+    store.tokens = {forged.id: forged}
+    assert authenticate(other) is None
+
+
+def test_a_token_works_until_it_expires(
+    issue: IssueToken, authenticate: Authenticate, clock: FixedClock
+) -> None:
+    issued = issue("acme", "ci", READ, expires_at=NOW + timedelta(hours=1))
+    clock.advance(timedelta(hours=1) - timedelta(microseconds=1))
+    assert authenticate(issued.secret) is not None
+    clock.advance(timedelta(microseconds=1))
+    assert authenticate(issued.secret) is None
+    clock.advance(timedelta(days=365))
+    assert authenticate(issued.secret) is None
+
+
+def test_a_revoked_token_is_refused_from_then_on(
+    issue: IssueToken, authenticate: Authenticate, revoke: RevokeToken
+) -> None:
+    issued = issue("acme", "ci", READ)
+    kept = issue("acme", "kept", READ)
+    assert authenticate(issued.secret) is not None
+    revoke("acme", issued.token.id)
+    assert authenticate(issued.secret) is None
+    assert authenticate(kept.secret) is not None
+
+
+def last_used(store: InMemoryStore, token_id: str) -> datetime | None:
+    return store.tokens[token_id].last_used_at
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(
+    issue: IssueToken, authenticate: Authenticate, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    token_id = issued.token.id
+    assert last_used(store, token_id) is None
+
+    assert authenticate(issued.secret) is not None
+    assert last_used(store, token_id) == NOW
+
+    clock.advance(timedelta(seconds=30))
+    assert authenticate(issued.secret) is not None
+    assert last_used(store, token_id) == NOW  # within the minute: not written
+
+    clock.advance(timedelta(seconds=31))
+    assert authenticate(issued.secret) is not None
+    assert last_used(store, token_id) == NOW + timedelta(seconds=61)
+
+    clock.advance(timedelta(hours=2))
+    assert authenticate(issued.secret) is not None
+    assert last_used(store, token_id) == NOW + timedelta(hours=2, seconds=61)
+
+
+def test_a_refused_token_is_not_marked_as_used(
+    issue: IssueToken,
+    authenticate: Authenticate,
+    revoke: RevokeToken,
+    store: InMemoryStore,
+) -> None:
+    issued = issue("acme", "ci", READ)
+    revoke("acme", issued.token.id)
+    assert authenticate(issued.secret) is None
+    assert last_used(store, issued.token.id) is None
+
+
+def test_marking_a_token_used_keeps_its_revocation(
+    issue: IssueToken, clock: FixedClock, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
+) -> None:
+    """A revocation committed while a request authenticates must survive its last_used write."""
+    issued = issue("acme", "ci", READ)
+    revoke = RevokeToken(uow, clock)
+
+    class RevokingBetween(InMemoryUnitOfWorkFactory):
+        def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
+            if write:
+                revoke("acme", issued.token.id)
+            return super().__call__(write)
+
+    Authenticate(RevokingBetween(store), clock)(issued.secret)
+    assert store.tokens[issued.token.id].revoked_at == NOW
+
+
+# --- ListTokens and RevokeToken --------------------------------------------------------------
+
+
+def test_listing_shows_a_tenants_tokens_oldest_first(
+    issue: IssueToken, list_tokens: ListTokens, clock: FixedClock
+) -> None:
+    first = issue("acme", "first", READ)
+    clock.advance(timedelta(seconds=1))
+    other = issue("globex", "other", READ)
+    clock.advance(timedelta(seconds=1))
+    second = issue("acme", "second", READ)
+    assert list_tokens("acme") == [first.token, second.token]
+    assert list_tokens("globex") == [other.token]
+    assert list_tokens("nobody") == []
+    assert [t.name for t in list_tokens(None)] == ["first", "other", "second"]
+
+
+def test_a_revoked_token_is_listed_with_its_revocation_time(
+    issue: IssueToken, revoke: RevokeToken, list_tokens: ListTokens, clock: FixedClock
+) -> None:
+    issued = issue("acme", "ci", READ)
+    clock.advance(timedelta(minutes=5))
+    revoke("acme", issued.token.id)
+    clock.advance(timedelta(minutes=5))
+    revoke("acme", issued.token.id)  # again: no change
+    [listed] = list_tokens("acme")
+    assert listed.revoked_at == NOW + timedelta(minutes=5)
+
+
+def test_revoke_returns_the_token_as_revoked(issue: IssueToken, revoke: RevokeToken) -> None:
+    issued = issue("acme", "ci", READ)
+    assert revoke("acme", issued.token.id).revoked_at == NOW
+
+
+@pytest.mark.parametrize("tenant", ["globex", "ACME", "acm"])
+def test_revoking_another_tenants_token_is_not_found_and_changes_nothing(
+    issue: IssueToken,
+    revoke: RevokeToken,
+    authenticate: Authenticate,
+    store: InMemoryStore,
+    tenant: str,
+) -> None:
+    issued = issue("acme", "ci", READ)
+    with pytest.raises(NotFound):
+        revoke(tenant, issued.token.id)
+    assert store.tokens[issued.token.id].revoked_at is None
+    assert authenticate(issued.secret) is not None
+
+
+def test_revoking_an_unknown_token_is_not_found(issue: IssueToken, revoke: RevokeToken) -> None:
+    issue("acme", "ci", READ)
+    with pytest.raises(NotFound):
+        revoke("acme", "tok_0000000000000000")
+    with pytest.raises(NotFound):
+        revoke(None, "tok_0000000000000000")
+
+
+def test_the_operator_may_revoke_any_tenants_token(
+    issue: IssueToken, revoke: RevokeToken, authenticate: Authenticate
+) -> None:
+    issued = issue("acme", "ci", READ)
+    revoke(None, issued.token.id)
+    assert authenticate(issued.secret) is None
+
+
+# --- BootstrapToken --------------------------------------------------------------------------
+
+
+def test_bootstrap_on_an_empty_store_makes_one_all_scope_default_token(
+    bootstrap: BootstrapToken, authenticate: Authenticate, store: InMemoryStore
+) -> None:
+    issued = bootstrap()
+    assert issued is not None
+    assert issued.secret.startswith("als_")
+    assert list(store.tokens) == [issued.token.id]
+    principal = authenticate(issued.secret)
+    assert principal is not None
+    assert principal.tenant == "default"
+    assert principal.scopes == set(Scope)
+
+
+def test_bootstrap_does_nothing_once_any_token_exists(
+    bootstrap: BootstrapToken, store: InMemoryStore
+) -> None:
+    assert bootstrap() is not None
+    assert bootstrap() is None
+    assert len(store.tokens) == 1
+
+
+@pytest.mark.parametrize("revoked", [False, True])
+def test_bootstrap_does_nothing_when_another_tenant_has_a_token(
+    bootstrap: BootstrapToken,
+    issue: IssueToken,
+    revoke: RevokeToken,
+    store: InMemoryStore,
+    revoked: bool,
+) -> None:
+    issued = issue("acme", "ci", READ)
+    if revoked:
+        revoke("acme", issued.token.id)
+    assert bootstrap() is None
+    assert list(store.tokens) == [issued.token.id]
+
+
+def test_racing_bootstraps_make_one_token(
+    clock: FixedClock, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
+) -> None:
+    """Servers starting together on one empty store: only one makes a token."""
+    start = threading.Barrier(8)
+    results: list[object] = []
+
+    def boot() -> None:
+        start.wait()
+        results.append(BootstrapToken(uow, clock)())
+
+    threads = [threading.Thread(target=boot) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(store.tokens) == 1
+    assert sum(r is not None for r in results) == 1
