@@ -1,0 +1,3 @@
+from audit.entrypoints.cli import main
+
+main()

@@ -1,0 +1,15 @@
+"""The SQL adapter: SQLAlchemy Core on SQLite (the default) or PostgreSQL (psycopg 3)."""
+
+from audit.adapters.sql.engine import create_engine_for
+from audit.adapters.sql.migrate import upgrade_schema
+from audit.adapters.sql.repositories import SqlEventRepository, SqlTokenRepository
+from audit.adapters.sql.unit_of_work import SqlUnitOfWork, SqlUnitOfWorkFactory
+
+__all__ = [
+    "SqlEventRepository",
+    "SqlTokenRepository",
+    "SqlUnitOfWork",
+    "SqlUnitOfWorkFactory",
+    "create_engine_for",
+    "upgrade_schema",
+]

@@ -1,0 +1,199 @@
+"""Engines for SQLite and PostgreSQL, and the one place driver errors become domain errors."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import weakref
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
+
+from audit.domain.errors import StorageUnavailable
+
+# Execution option a unit of work sets on its Connection: on SQLite a writer begins
+# with BEGIN IMMEDIATE, so writers queue on the busy timeout rather than failing later.
+WRITE_OPTION = "audit_write"
+
+DEFAULT_LOCK_TIMEOUT_MS = 5000
+DEFAULT_POOL_SIZE = 5
+CONNECT_TIMEOUT_S = 10
+
+_SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite"}
+_POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
+
+
+def parse_database_url(url: str) -> URL:
+    """The SQLAlchemy URL for a database URL this service accepts, or ValueError.
+
+    `postgresql://` and `postgres://` mean psycopg 3. SQLite needs a file: an in-memory
+    SQLite database is one per connection, which a pool of connections cannot share
+    (use the `memory://` storage instead).
+    """
+    parsed = make_url(url)
+    if parsed.drivername in _POSTGRES_SCHEMES:
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in _SQLITE_SCHEMES:
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            raise ValueError("an SQLite database URL must name a file: sqlite:///path/to/audit.db")
+        return parsed
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.drivername!r}: "
+        "use sqlite:///path/to/file.db or postgresql://user@host/db"
+    )
+
+
+def create_engine_for(
+    url: str,
+    *,
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+    pool_size: int = DEFAULT_POOL_SIZE,
+) -> Engine:
+    """An Engine for `sqlite:///PATH` or `postgresql://...`, set up for this service.
+
+    `lock_timeout_ms` is how long a writer waits for another writer's lock before the
+    work fails with StorageUnavailable: SQLite's busy timeout, PostgreSQL's lock_timeout.
+    Connects lazily: nothing is opened until the first unit of work.
+    """
+    parsed = parse_database_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = _sqlite_engine(parsed, lock_timeout_ms)
+    else:
+        engine = _postgres_engine(parsed, lock_timeout_ms, pool_size)
+    event.listen(engine, "handle_error", _translate_error)
+    _forget_connections_in_forked_children(engine)
+    return engine
+
+
+def _forget_connections_in_forked_children(engine: Engine) -> None:
+    # A connection must never be shared by two processes (a forked server worker would
+    # otherwise reuse its parent's). Weak, so the hook does not keep the engine alive.
+    ref = weakref.ref(engine)
+
+    def forget() -> None:
+        inherited = ref()
+        if inherited is not None:
+            inherited.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
+
+
+def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
+    engine = sa.create_engine(url, connect_args={"timeout": lock_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite (SQLAlchemy's documented recipe): it
+        # would otherwise BEGIN lazily, before the first write only, and in DEFERRED mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk before it returns, even in WAL mode.
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # A writer takes the write lock at once (waiting on the busy timeout); a deferred
+        # transaction that upgrades to writing later fails at once if another writer
+        # committed meanwhile (SQLITE_BUSY_SNAPSHOT), whatever the timeout.
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL, lock_timeout_ms: int, pool_size: int) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    options = f"-c lock_timeout={int(lock_timeout_ms)}"
+    given = url.query.get("options")
+    if isinstance(given, str) and given:
+        options = f"{given} {options}"
+    connect_args["options"] = options
+    # READ COMMITTED suffices: writers serialise on their tenant's chain_heads row.
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_recycle=1800,
+        isolation_level="READ COMMITTED",
+        connect_args=connect_args,
+    )
+
+
+# SQLite primary result codes (https://www.sqlite.org/rescode.html).
+_SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
+_SQLITE_FULL = 13
+_SQLITE_READONLY = 8
+_SQLITE_UNREACHABLE = {7, 10, 14, 15}  # NOMEM, IOERR, CANTOPEN, PROTOCOL
+
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_PG_BUSY = {"40001", "40P01", "55P03", "57014"}  # serialization, deadlock, lock/statement timeout
+_PG_DISK_FULL = "53100"
+_PG_READ_ONLY = "25006"
+_PG_UNREACHABLE_CLASSES = ("08", "53", "57P", "58")  # connection, resources, shutdown, system
+
+_BUSY = ("the database is busy with other writers; try again", 1)
+_FULL = ("the database's disk is full", 30)
+_READ_ONLY = ("the database is read-only", 30)
+_UNREACHABLE = ("the database cannot be reached", 5)
+
+
+def storage_unavailable(
+    error: BaseException, *, connecting: bool = False, disconnected: bool = False
+) -> StorageUnavailable | None:
+    """The StorageUnavailable a driver error stands for, or None if it is not one.
+
+    The message names the condition only: never SQL text, parameters or the URL.
+    """
+    reason: tuple[str, int] | None = None
+    if isinstance(error, sqlite3.Error):
+        code = getattr(error, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        if primary in _SQLITE_BUSY:
+            reason = _BUSY
+        elif primary == _SQLITE_FULL:
+            reason = _FULL
+        elif primary == _SQLITE_READONLY:
+            reason = _READ_ONLY
+        elif primary in _SQLITE_UNREACHABLE:
+            reason = _UNREACHABLE
+    else:
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str):
+            if state in _PG_BUSY:
+                reason = _BUSY
+            elif state == _PG_DISK_FULL:
+                reason = _FULL
+            elif state == _PG_READ_ONLY:
+                reason = _READ_ONLY
+            elif state.startswith(_PG_UNREACHABLE_CLASSES):
+                reason = _UNREACHABLE
+    if reason is None and (connecting or disconnected):
+        reason = _UNREACHABLE
+    if reason is None:
+        return None
+    message, retry_after = reason
+    return StorageUnavailable(message, retry_after=retry_after)
+
+
+def _translate_error(context: ExceptionContext) -> BaseException | None:
+    # A failed pre-ping must stay a driver error: the pool then reconnects by itself.
+    if context.is_pre_ping:
+        return None
+    return storage_unavailable(
+        context.original_exception,
+        # No Connection yet: the error came from opening one.
+        connecting=context.connection is None,
+        disconnected=context.is_disconnect,
+    )

@@ -1,0 +1,213 @@
+"""The event and token repositories on one SQLAlchemy Connection. They never commit."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from audit.adapters.sql.rows import event_row, event_target_rows, row_event, row_token, token_row
+from audit.adapters.sql.schema import chain_heads, event_targets, tokens
+from audit.adapters.sql.schema import events as events_table
+from audit.domain.chain import GENESIS_HASH, ChainHead
+from audit.domain.events import Event
+from audit.domain.query import EventFilter, PageRequest
+from audit.domain.time import to_micros
+from audit.domain.tokens import Token
+
+# Everything an Event is made of; search_text and fingerprint stay in the database.
+_EVENT_COLUMNS = [c for c in events_table.c if c.name not in ("search_text", "fingerprint")]
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The least string above every string starting with `prefix` (None: no such bound).
+
+    In code point order, which is SQLite's BINARY and PostgreSQL's "C" collation on
+    UTF-8: `s.startswith(p)` exactly when `p <= s < prefix_upper_bound(p)`.
+    """
+    chars = list(prefix)
+    while chars:
+        following = ord(chars.pop()) + 1
+        if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of stored text
+            following = 0xE000
+        if following <= 0x10FFFF:
+            return "".join(chars) + chr(following)
+    return None
+
+
+class SqlEventRepository:
+    """Events in the `events` table, their target ids in `event_targets`, heads in `chain_heads`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def head(self, tenant: str) -> ChainHead:
+        row = self._conn.execute(
+            sa.select(chain_heads.c.seq, chain_heads.c.hash).where(chain_heads.c.tenant == tenant)
+        ).first()
+        return ChainHead() if row is None else ChainHead(row.seq, row.hash)
+
+    def lock_head(self, tenant: str) -> ChainHead:
+        if self._conn.dialect.name != "postgresql":
+            # SQLite: the unit of work began with BEGIN IMMEDIATE, so this transaction
+            # already holds the database's only write lock.
+            return self.head(tenant)
+        # Make sure the row exists, then lock it: a tenant's first writers queue too.
+        self._conn.execute(
+            postgresql.insert(chain_heads)
+            .values(tenant=tenant, seq=0, hash=GENESIS_HASH)
+            .on_conflict_do_nothing(index_elements=[chain_heads.c.tenant])
+        )
+        row = self._conn.execute(
+            sa.select(chain_heads.c.seq, chain_heads.c.hash)
+            .where(chain_heads.c.tenant == tenant)
+            .with_for_update()
+        ).one()
+        return ChainHead(row.seq, row.hash)
+
+    def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
+        if not ids:
+            return {}
+        rows = self._conn.execute(
+            sa.select(*_EVENT_COLUMNS, events_table.c.fingerprint).where(
+                events_table.c.tenant == tenant, events_table.c.id.in_(builtins.list(ids))
+            )
+        ).mappings()
+        return {row["id"]: (row_event(row), row["fingerprint"]) for row in rows}
+
+    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
+        if not events:
+            return
+        self._conn.execute(
+            sa.insert(events_table),
+            [event_row(tenant, e, fp) for e, fp in zip(events, fingerprints, strict=True)],
+        )
+        targets = [row for e in events for row in event_target_rows(tenant, e)]
+        if targets:
+            self._conn.execute(sa.insert(event_targets), targets)
+        last = events[-1]
+        moved = self._conn.execute(
+            sa.update(chain_heads)
+            .where(chain_heads.c.tenant == tenant)
+            .values(seq=last.seq, hash=last.hash)
+        )
+        if moved.rowcount == 0:
+            self._conn.execute(
+                sa.insert(chain_heads).values(tenant=tenant, seq=last.seq, hash=last.hash)
+            )
+
+    def get(self, tenant: str, event_id: str) -> Event | None:
+        row = (
+            self._conn.execute(
+                sa.select(*_EVENT_COLUMNS).where(
+                    events_table.c.tenant == tenant, events_table.c.id == event_id
+                )
+            )
+            .mappings()
+            .first()
+        )
+        return None if row is None else row_event(row)
+
+    def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
+        query = sa.select(*_EVENT_COLUMNS).where(events_table.c.tenant == tenant)
+        seq = events_table.c.seq
+        if where.target_id is not None:
+            # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
+            # events already in seq order, so a page reads no more rows than it returns.
+            # (A correlated EXISTS would make SQLite walk every event of the tenant.)
+            # One row per distinct target id per event, so the join repeats no event.
+            query = query.join(
+                event_targets,
+                sa.and_(
+                    event_targets.c.tenant == events_table.c.tenant,
+                    event_targets.c.seq == events_table.c.seq,
+                ),
+            ).where(event_targets.c.tenant == tenant, event_targets.c.target_id == where.target_id)
+            seq = event_targets.c.seq
+        if page.after_seq is not None:
+            query = query.where(
+                seq > page.after_seq if page.order == "asc" else seq < page.after_seq
+            )
+        if page.through_seq is not None:
+            query = query.where(seq <= page.through_seq)
+        query = query.where(*self._filter(where))
+        query = query.order_by(seq.asc() if page.order == "asc" else seq.desc()).limit(page.limit)
+        return [row_event(row) for row in self._conn.execute(query).mappings()]
+
+    def _filter(self, where: EventFilter) -> list[sa.ColumnElement[bool]]:
+        """SQL conditions with exactly the semantics of audit.domain.query.matches.
+
+        All but `target_id`, which page() joins.
+        """
+        conditions: list[sa.ColumnElement[bool]] = []
+        if where.actor_id is not None:
+            conditions.append(events_table.c.actor_id == where.actor_id)
+        if where.action is not None:
+            conditions.append(events_table.c.action == where.action)
+        if where.action_prefix:
+            # A range rather than LIKE: index-backed on both engines, nothing to escape.
+            conditions.append(events_table.c.action >= where.action_prefix)
+            upper = prefix_upper_bound(where.action_prefix)
+            if upper is not None:
+                conditions.append(events_table.c.action < upper)
+        if where.outcome is not None:
+            conditions.append(events_table.c.outcome == where.outcome)
+        if where.since is not None:
+            conditions.append(events_table.c.occurred_at_us >= to_micros(where.since))
+        if where.until is not None:
+            conditions.append(events_table.c.occurred_at_us < to_micros(where.until))
+        if where.q:
+            # search_text is lower-cased when stored; a plain substring test needs no
+            # escaping, unlike LIKE.
+            find = sa.func.strpos if self._conn.dialect.name == "postgresql" else sa.func.instr
+            conditions.append(find(events_table.c.search_text, where.q.lower()) > 0)
+        return conditions
+
+    def tenants(self) -> list[str]:
+        rows = self._conn.execute(sa.select(chain_heads.c.tenant).where(chain_heads.c.seq > 0))
+        return sorted(row.tenant for row in rows)
+
+
+class SqlTokenRepository:
+    """Tokens in the `tokens` table, found by id or by the hash of their secret."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def add(self, token: Token) -> None:
+        self._conn.execute(sa.insert(tokens).values(token_row(token)))
+
+    def _one(self, condition: sa.ColumnElement[bool]) -> Token | None:
+        row = self._conn.execute(sa.select(tokens).where(condition)).mappings().first()
+        return None if row is None else row_token(row)
+
+    def by_secret_hash(self, secret_hash: str) -> Token | None:
+        return self._one(tokens.c.secret_hash == secret_hash)
+
+    def get(self, token_id: str) -> Token | None:
+        return self._one(tokens.c.id == token_id)
+
+    def list(self, tenant: str | None = None) -> builtins.list[Token]:
+        query = sa.select(tokens)
+        if tenant is not None:
+            query = query.where(tokens.c.tenant == tenant)
+        found = [row_token(row) for row in self._conn.execute(query).mappings()]
+        # Sorted here, not by SQL: PostgreSQL's collation need not be code point order.
+        return sorted(found, key=lambda t: (t.created_at, t.id))
+
+    def revoke(self, token_id: str, at: datetime) -> None:
+        self._conn.execute(
+            sa.update(tokens).where(tokens.c.id == token_id).values(revoked_at_us=to_micros(at))
+        )
+
+    def touch(self, token_id: str, at: datetime) -> None:
+        self._conn.execute(
+            sa.update(tokens).where(tokens.c.id == token_id).values(last_used_at_us=to_micros(at))
+        )
+
+    def any(self) -> bool:
+        return self._conn.execute(sa.select(tokens.c.id).limit(1)).first() is not None

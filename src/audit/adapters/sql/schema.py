@@ -1,0 +1,90 @@
+"""The SQL schema as SQLAlchemy Core tables: the one picture the migrations must reproduce.
+
+Times are BIGINT microseconds since the epoch (exact, and ordered the same on every
+engine); JSON is stored as text. A test checks that the migrations build exactly this.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# Byte order (code point order for UTF-8) on PostgreSQL, as SQLite's BINARY already is,
+# so the range `action >= p AND action < next(p)` is exactly "starts with p" and uses
+# the index whatever the database's default collation.
+ACTION_TYPE = sa.Text().with_variant(postgresql.TEXT(collation="C"), "postgresql")
+HASH_TYPE = sa.String(64)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("tenant", sa.Text(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("id", sa.Text(), nullable=False),
+    sa.Column("action", ACTION_TYPE, nullable=False),
+    sa.Column("actor_id", sa.Text(), nullable=False),
+    sa.Column("actor_type", sa.Text(), nullable=True),
+    sa.Column("actor_name", sa.Text(), nullable=True),
+    sa.Column("targets", sa.Text(), nullable=False),
+    sa.Column("outcome", sa.Text(), nullable=False),
+    sa.Column("occurred_at_us", sa.BigInteger(), nullable=False),
+    sa.Column("received_at_us", sa.BigInteger(), nullable=False),
+    sa.Column("source_ip", sa.Text(), nullable=True),
+    sa.Column("source_user_agent", sa.Text(), nullable=True),
+    sa.Column("description", sa.Text(), nullable=True),
+    sa.Column("metadata", sa.Text(), nullable=False),
+    sa.Column("search_text", sa.Text(), nullable=False),
+    sa.Column("prev_hash", HASH_TYPE, nullable=False),
+    sa.Column("hash", HASH_TYPE, nullable=False),
+    sa.Column("fingerprint", HASH_TYPE, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "seq", name="pk_events"),
+    sa.UniqueConstraint("tenant", "id", name="uq_events_tenant_id"),
+    sa.Index("ix_events_tenant_actor_id_seq", "tenant", "actor_id", "seq"),
+    sa.Index("ix_events_tenant_action_seq", "tenant", "action", "seq"),
+    sa.Index("ix_events_tenant_outcome_seq", "tenant", "outcome", "seq"),
+    sa.Index("ix_events_tenant_occurred_at_us", "tenant", "occurred_at_us"),
+)
+
+# One row per distinct target id of an event, so `target_id` filtering is index-backed.
+event_targets = sa.Table(
+    "event_targets",
+    metadata,
+    sa.Column("tenant", sa.Text(), nullable=False),
+    sa.Column("target_id", sa.Text(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "target_id", "seq", name="pk_event_targets"),
+    sa.ForeignKeyConstraint(
+        ["tenant", "seq"],
+        ["events.tenant", "events.seq"],
+        name="fk_event_targets_events",
+    ),
+)
+
+# The row writers lock: one per tenant, holding the newest seq and hash.
+chain_heads = sa.Table(
+    "chain_heads",
+    metadata,
+    sa.Column("tenant", sa.Text(), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", HASH_TYPE, nullable=False),
+    sa.PrimaryKeyConstraint("tenant", name="pk_chain_heads"),
+)
+
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", sa.Text(), nullable=False),
+    sa.Column("tenant", sa.Text(), nullable=False),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("scopes", sa.Text(), nullable=False),
+    sa.Column("secret_hash", HASH_TYPE, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger(), nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger(), nullable=True),
+    sa.Column("revoked_at_us", sa.BigInteger(), nullable=True),
+    sa.Column("last_used_at_us", sa.BigInteger(), nullable=True),
+    sa.PrimaryKeyConstraint("id", name="pk_tokens"),
+    sa.UniqueConstraint("secret_hash", name="uq_tokens_secret_hash"),
+    sa.Index("ix_tokens_tenant", "tenant"),
+)

@@ -1,0 +1,105 @@
+"""The SQL unit of work: one Connection, one transaction, rolled back unless committed."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from audit.adapters.sql.engine import WRITE_OPTION
+from audit.adapters.sql.repositories import SqlEventRepository, SqlTokenRepository
+from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
+from audit.domain.errors import StorageUnavailable
+
+
+class SqlUnitOfWork:
+    """One database transaction, begun on enter and rolled back on exit unless committed.
+
+    A writing unit of work (`write=True`) takes SQLite's write lock when it begins, so
+    writers queue; on PostgreSQL they queue on their tenant's chain head instead. Driver
+    errors meaning "not now" (locked, disk full, unreachable) arrive as StorageUnavailable.
+    """
+
+    # Typed as the ports: a protocol's plain attribute is invariant, so a narrower type
+    # here would make this class fail to be a UnitOfWork.
+    events: EventRepository
+    tokens: TokenRepository
+
+    def __init__(self, engine: Engine, write: bool = False) -> None:
+        self._engine = engine
+        self._write = write
+        self._connection: Connection | None = None
+        self.committed = False
+
+    def __enter__(self) -> Self:
+        try:
+            connection = self._engine.connect()
+        except sa.exc.TimeoutError:
+            raise StorageUnavailable("every database connection is in use", 1) from None
+        try:
+            connection.execution_options(**{WRITE_OPTION: self._write})
+            connection.begin()
+        except BaseException:
+            connection.close()
+            raise
+        self._connection = connection
+        self.events = SqlEventRepository(connection)
+        self.tokens = SqlTokenRepository(connection)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        connection = self._require()
+        self._connection = None
+        try:
+            try:
+                connection.rollback()
+            finally:
+                connection.close()
+        except Exception:
+            # The error that ended the work matters more than a failed rollback, and
+            # the pool discards a connection it cannot reset.
+            if exc is None:
+                raise
+
+    def _require(self) -> Connection:
+        if self._connection is None:
+            raise RuntimeError("use the unit of work inside a `with` block")
+        return self._connection
+
+    def commit(self) -> None:
+        """Commit; returns once the work is durable (SQLite synchronous=FULL, PostgreSQL's
+        synchronous_commit)."""
+        self._require().commit()
+        self.committed = True
+
+    def rollback(self) -> None:
+        self._require().rollback()
+
+    def ping(self) -> None:
+        try:
+            self._require().execute(sa.text("SELECT 1")).scalar_one()
+        except sa.exc.SQLAlchemyError:
+            raise StorageUnavailable("the database does not answer", 5) from None
+
+
+class SqlUnitOfWorkFactory:
+    """Makes SqlUnitOfWorks on one Engine; `write=True` for work that appends or changes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, write: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, write)
+
+
+if TYPE_CHECKING:
+    # `mypy --strict src` checks that the adapter fits the ports the use cases ask for.
+    def _fits_the_ports(engine: Engine) -> UnitOfWorkFactory:
+        return SqlUnitOfWorkFactory(engine)

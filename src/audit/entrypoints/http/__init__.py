@@ -1,0 +1,49 @@
+"""The HTTP API: the Flask app factory, its blueprints and its error mapping."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, Response
+
+from audit.container import Container, build_container
+from audit.domain import rules
+from audit.entrypoints.http import events, metrics, openapi, operations, tokens
+from audit.entrypoints.http.errors import register_error_handlers
+from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
+
+
+class AuditApp(Flask):
+    """A Flask app that carries its composition root, as `app.container`."""
+
+    container: Container
+
+
+def _no_store(response: Response) -> Response:
+    # Audit records and token lists must not linger in shared or browser caches.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def create_app(container: Container | None = None) -> Flask:
+    """Build the app around a container (by default one configured from the environment)."""
+    if container is None:
+        container = build_container()
+    app = AuditApp(__name__, static_folder=None)
+    app.container = container
+    # Point the views' Provide markers at this container (wiring is per module, so the
+    # last app created in a process wins; tests unwire after each app).
+    container.wire()
+
+    max_body = container.config.max_body_bytes()
+    app.config["MAX_CONTENT_LENGTH"] = int(max_body or rules.MAX_BODY_BYTES)
+    # Answer OPTIONS with a JSON 405 like any other method a path does not take.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.config[METRICS_MULTIPROCESS] = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+    register_error_handlers(app)
+    metrics.install(app)
+    app.after_request(_no_store)
+    for module in (events, tokens, operations, openapi):
+        app.register_blueprint(module.blueprint)
+    return app

@@ -1,0 +1,90 @@
+"""Bearer tokens at the edge: who is calling, and may they do this?
+
+Views are protected with `require(scope)`, which is `auth.login_required(role=scope)` and
+also records the scope on the view so the OpenAPI document states what each route needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from dependency_injector.wiring import Provide, inject
+from flask import Response, request
+from flask_httpauth import HTTPTokenAuth
+
+from audit.application.tokens import Authenticate
+from audit.container import Container
+from audit.domain.tokens import Principal, Scope
+from audit.entrypoints.http.responses import error_response
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REALM = "audit"
+
+auth = HTTPTokenAuth(scheme="Bearer", realm=REALM)
+
+
+@inject
+def verify_token(
+    token: str, authenticate: Authenticate = Provide[Container.authenticate]
+) -> Principal | None:
+    # The secret is only ever handed to the use case: never logged, never echoed.
+    return authenticate(token)
+
+
+def get_user_roles(principal: Principal) -> list[str]:
+    return [str(scope) for scope in principal.scopes]
+
+
+def auth_error(status: int) -> Response:
+    # RFC 6750: name the problem in the challenge, never the token.
+    if status == 403:
+        challenge = f'Bearer realm="{REALM}", error="insufficient_scope"'
+        return error_response(
+            403,
+            "forbidden",
+            "the token lacks the scope this operation needs",
+            headers={"WWW-Authenticate": challenge},
+        )
+    challenge = f'Bearer realm="{REALM}"'
+    if request.headers.get("Authorization"):
+        challenge += ', error="invalid_token"'
+    return error_response(
+        401,
+        "unauthorized",
+        "a valid bearer token is required (Authorization: Bearer <token>)",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+# Registered by call, not as decorators: flask_httpauth is untyped, and its decorators
+# would erase these functions' types.
+auth.verify_token(verify_token)
+auth.get_user_roles(get_user_roles)
+auth.error_handler(auth_error)
+
+
+def require(scope: Scope) -> Callable[[F], F]:
+    """Protect a view: a valid token (else 401) holding `scope` (else 403)."""
+
+    def decorator(view: F) -> F:
+        protected = auth.login_required(role=str(scope))(view)
+        protected.required_scope = str(scope)
+        return cast(F, protected)
+
+    return decorator
+
+
+def required_scope(view: Callable[..., Any]) -> str | None:
+    """The scope `require` put on a view, or None for a public one."""
+    scope = getattr(view, "required_scope", None)
+    return scope if isinstance(scope, str) else None
+
+
+def current_principal() -> Principal:
+    """The caller of a view protected by `require`."""
+    principal = auth.current_user()
+    if not isinstance(principal, Principal):
+        raise RuntimeError("current_principal() outside a view protected by require()")
+    return principal

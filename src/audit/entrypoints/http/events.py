@@ -1,0 +1,149 @@
+"""The events API: ingest, query, get, export, verify. Parse, call one use case, render."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from dependency_injector.wiring import Provide, inject
+from flask import Blueprint, Response, url_for
+
+from audit.application.querying import (
+    ChainReport,
+    ExportEvents,
+    GetEvent,
+    QueryEvents,
+    VerifyChain,
+)
+from audit.application.recording import Recorded, RecordEvents
+from audit.container import Container
+from audit.domain.errors import Problem, ValidationFailed
+from audit.domain.tokens import Scope
+from audit.domain.validation import parse_batch, parse_event
+from audit.entrypoints.formats import EXPORT_FORMATS
+from audit.entrypoints.http.auth import current_principal, require
+from audit.entrypoints.http.body import json_body
+from audit.entrypoints.http.metrics import count_ingested
+from audit.entrypoints.http.parameters import (
+    EXPORT_PARAMETERS,
+    LIST_PARAMETERS,
+    NO_PARAMETERS,
+    event_filter,
+    export_format,
+    page_request,
+    query_arguments,
+)
+from audit.entrypoints.http.responses import json_response
+
+blueprint = Blueprint("events", __name__, url_prefix="/v1")
+
+BATCH_KEY = "events"
+
+
+def _is_batch(body: Any) -> bool:
+    """Whether the body is a batch: `{"events": [...]}` and nothing else beside it."""
+    if not isinstance(body, dict) or BATCH_KEY not in body:
+        return False
+    extra = sorted(key for key in body if key != BATCH_KEY)
+    if extra:
+        raise ValidationFailed(
+            [
+                Problem(field=key, message="unknown field: a batch holds only events")
+                for key in extra
+            ],
+            "the batch is invalid",
+        )
+    return True
+
+
+def _batch_item(recorded: Recorded) -> dict[str, Any]:
+    return {
+        "id": recorded.event.id,
+        "seq": recorded.event.seq,
+        "hash": recorded.event.hash,
+        "status": "created" if recorded.created else "duplicate",
+    }
+
+
+@blueprint.post("/events")
+@require(Scope.EVENTS_WRITE)
+@inject
+def record_events(record: RecordEvents = Provide[Container.record_events]) -> Response:
+    tenant = current_principal().tenant
+    query_arguments(NO_PARAMETERS)
+    body = json_body()
+    if not _is_batch(body):
+        [recorded] = record(tenant, [parse_event(body)])
+        count_ingested(int(recorded.created), int(not recorded.created))
+        if not recorded.created:
+            return json_response(recorded.event.to_document(), 200)
+        location = url_for("events.get_event", event_id=recorded.event.id)
+        return json_response(recorded.event.to_document(), 201, {"Location": location})
+    results = record(tenant, parse_batch(body[BATCH_KEY]))
+    created = sum(1 for r in results if r.created)
+    count_ingested(created, len(results) - created)
+    return json_response({"count": len(results), "events": [_batch_item(r) for r in results]}, 201)
+
+
+@blueprint.get("/events")
+@require(Scope.EVENTS_READ)
+@inject
+def list_events(query: QueryEvents = Provide[Container.query_events]) -> Response:
+    args = query_arguments(LIST_PARAMETERS)
+    page = query(current_principal().tenant, event_filter(args), page_request(args))
+    return json_response(
+        {"events": [e.to_document() for e in page.events], "next_cursor": page.next_cursor}
+    )
+
+
+@blueprint.get("/events/<event_id>")
+@require(Scope.EVENTS_READ)
+@inject
+def get_event(event_id: str, get: GetEvent = Provide[Container.get_event]) -> Response:
+    query_arguments(NO_PARAMETERS)
+    return json_response(get(current_principal().tenant, event_id).to_document())
+
+
+@blueprint.get("/export")
+@require(Scope.EVENTS_READ)
+@inject
+def export_events(export: ExportEvents = Provide[Container.export_events]) -> Response:
+    args = query_arguments(EXPORT_PARAMETERS)
+    fmt = export_format(args)
+    where = event_filter(args)
+    media_type, lines = EXPORT_FORMATS[fmt]
+    events = export(current_principal().tenant, where)
+    # Read the first chunk now, so storage failing up front is still a JSON 503; after
+    # this the events stream, one chunk in memory at a time.
+    first = next(events, None)
+    rest = events if first is None else itertools.chain([first], events)
+    return Response(
+        lines(rest),
+        status=200,
+        content_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="events.{fmt}"'},
+    )
+
+
+def _report_document(report: ChainReport) -> dict[str, Any]:
+    if report.valid:
+        head = report.head
+        return {
+            "valid": True,
+            "checked": report.checked,
+            "head": None if head is None else {"seq": head.seq, "hash": head.hash},
+        }
+    return {
+        "valid": False,
+        "checked": report.checked,
+        "first_invalid_seq": report.first_invalid_seq,
+        "reason": report.reason,
+    }
+
+
+@blueprint.get("/verify")
+@require(Scope.EVENTS_READ)
+@inject
+def verify_chain(verify: VerifyChain = Provide[Container.verify_chain]) -> Response:
+    query_arguments(NO_PARAMETERS)
+    return json_response(_report_document(verify(current_principal().tenant)))

@@ -1,0 +1,154 @@
+"""Query parameters, in one place: which each operation takes, their parsing, their docs.
+
+The views parse with these and the OpenAPI document is built from them, so an accepted
+parameter cannot go undocumented. Any other parameter, or one given twice, is a 400: a
+mistyped filter must never return unfiltered results.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import attrs
+from flask import request
+
+from audit.domain import rules
+from audit.domain.errors import InvalidParameter
+from audit.domain.query import (
+    FILTER_PARAMETERS,
+    EventFilter,
+    Order,
+    PageRequest,
+    decode_cursor,
+    parse_filter,
+)
+from audit.entrypoints.formats import EXPORT_FORMATS
+
+ORDERS = ("desc", "asc")
+DEFAULT_ORDER = "desc"
+DEFAULT_FORMAT = "ndjson"
+_LIMIT_RE = re.compile(r"[0-9]{1,9}")
+_NAME_ECHO_MAX = 64
+
+
+@attrs.frozen
+class QueryParameter:
+    """A query parameter as OpenAPI describes it."""
+
+    name: str
+    description: str
+    schema: Mapping[str, Any]
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "in": "query",
+            "required": False,
+            "description": self.description,
+            "schema": dict(self.schema),
+        }
+
+
+_TIME_SCHEMA = {"type": "string", "format": "date-time", "pattern": rules.RFC3339_PATTERN}
+
+# What each filter of audit.domain.query means; parse_filter does the parsing.
+_FILTER_DOCS: dict[str, tuple[str, Mapping[str, Any]]] = {
+    "actor_id": ("Exact actor id.", {"type": "string", "minLength": 1}),
+    "target_id": ("Events with any target of this id.", {"type": "string", "minLength": 1}),
+    "action": (
+        "Exact action, or a prefix ending in `*` (`document.*`).",
+        {"type": "string", "minLength": 1},
+    ),
+    "outcome": ("Exact outcome.", {"type": "string", "enum": list(rules.OUTCOMES)}),
+    "since": ("Events that occurred at or after this RFC 3339 time.", _TIME_SCHEMA),
+    "until": ("Events that occurred before this RFC 3339 time.", _TIME_SCHEMA),
+    "q": (
+        "Case-insensitive text in the description, the metadata, or the actor's or targets' names.",
+        {"type": "string", "minLength": 1},
+    ),
+}
+
+FILTERS = tuple(QueryParameter(name, *_FILTER_DOCS[name]) for name in FILTER_PARAMETERS)
+
+LIMIT = QueryParameter(
+    "limit",
+    "Events per page.",
+    {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": rules.PAGE_LIMIT_MAX,
+        "default": rules.PAGE_LIMIT_DEFAULT,
+    },
+)
+ORDER = QueryParameter(
+    "order",
+    "`desc`: newest `seq` first; `asc`: oldest first.",
+    {"type": "string", "enum": list(ORDERS), "default": DEFAULT_ORDER},
+)
+CURSOR = QueryParameter(
+    "cursor",
+    "The `next_cursor` of the previous page, with the same `order`.",
+    {"type": "string", "minLength": 1},
+)
+FORMAT = QueryParameter(
+    "format",
+    "`ndjson`: one event per line; `csv`: a header row, nested fields as JSON.",
+    {"type": "string", "enum": list(EXPORT_FORMATS), "default": DEFAULT_FORMAT},
+)
+
+LIST_PARAMETERS = (*FILTERS, LIMIT, ORDER, CURSOR)
+EXPORT_PARAMETERS = (*FILTERS, FORMAT)
+NO_PARAMETERS: tuple[QueryParameter, ...] = ()
+
+
+def _shown(name: str) -> str:
+    return repr(name if len(name) <= _NAME_ECHO_MAX else name[:_NAME_ECHO_MAX] + "...")
+
+
+def query_arguments(allowed: Sequence[QueryParameter]) -> dict[str, str]:
+    """The query string as single values, after refusing unknown and repeated parameters."""
+    names = [p.name for p in allowed]
+    values: dict[str, str] = {}
+    for name, given in request.args.lists():
+        if name not in names:
+            hint = f"; allowed: {', '.join(names)}" if names else "; this operation takes none"
+            raise InvalidParameter(f"unknown query parameter {_shown(name)}{hint}")
+        if len(given) > 1:
+            raise InvalidParameter(f"query parameter {_shown(name)} is given more than once")
+        value = given[0]
+        if value == "":
+            raise InvalidParameter(f"{name} must not be empty")
+        if "\x00" in value:
+            raise InvalidParameter(f"{name} must not contain NUL characters")
+        values[name] = value
+    return values
+
+
+def event_filter(args: Mapping[str, str]) -> EventFilter:
+    return parse_filter({name: args.get(name) for name in FILTER_PARAMETERS})
+
+
+def page_request(args: Mapping[str, str]) -> PageRequest:
+    limit = rules.PAGE_LIMIT_DEFAULT
+    if LIMIT.name in args:
+        raw = args[LIMIT.name]
+        limit = int(raw) if _LIMIT_RE.fullmatch(raw) else 0
+        if not 1 <= limit <= rules.PAGE_LIMIT_MAX:
+            raise InvalidParameter(f"limit must be an integer from 1 to {rules.PAGE_LIMIT_MAX}")
+    order = args.get(ORDER.name, DEFAULT_ORDER)
+    if order not in ORDERS:
+        raise InvalidParameter(f"order must be one of {', '.join(ORDERS)}")
+    checked = cast(Order, order)
+    after = None
+    if CURSOR.name in args:
+        after = decode_cursor(args[CURSOR.name], checked)
+    return PageRequest(limit=limit, order=checked, after_seq=after)
+
+
+def export_format(args: Mapping[str, str]) -> str:
+    fmt = args.get(FORMAT.name, DEFAULT_FORMAT)
+    if fmt not in EXPORT_FORMATS:
+        raise InvalidParameter(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    return fmt

@@ -1,0 +1,67 @@
+"""`audit serve`: the HTTP API under gunicorn, with threads in each worker process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from audit.container import build_container
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, load_app: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._load_app = load_app
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._load_app()
+
+
+def _mark_worker_dead(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def run_server(settings: dict[str, Any], host: str, port: int, workers: int, threads: int) -> None:
+    """Serve until stopped. Each worker builds its own app and engine after the fork."""
+
+    def load_app() -> Any:
+        from audit.entrypoints.http import create_app
+
+        return create_app(build_container(settings))
+
+    metrics_dir = None
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker counts in files here, so /metrics adds up every worker's numbers.
+        metrics_dir = tempfile.mkdtemp(prefix="audit-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "child_exit": _mark_worker_dead,
+        "proc_name": "audit",
+    }
+    try:
+        _Gunicorn(load_app, options).run()
+    finally:
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

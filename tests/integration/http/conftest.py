@@ -1,0 +1,104 @@
+"""The Flask app under test, its client, and tokens made through the IssueToken use case.
+
+Most tests run on the in-memory storage; those marked `support.on_every_storage` also
+run on a real SQLite file (and PostgreSQL when AUDIT_TEST_POSTGRES_URL is set).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+from dependency_injector import providers
+from flask import Flask
+from flask.testing import FlaskClient
+from tests.integration.http.support import (
+    MAX_BODY_BYTES,
+    START,
+    AuthHeaders,
+    Headers,
+    MakeToken,
+    bearer,
+)
+
+from audit.adapters.clock import FixedClock
+from audit.adapters.sql import upgrade_schema
+from audit.container import MEMORY_URL, Container, build_container, storage_kind
+from audit.domain.tokens import ALL_SCOPES, Scope
+from audit.entrypoints.http import create_app
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> str:
+    """The storage URL: memory unless the test is marked `on_every_storage`."""
+    kind = getattr(request, "param", "memory")
+    if kind == "memory":
+        return MEMORY_URL
+    url: str = request.getfixturevalue(f"{kind}_url")
+    upgrade_schema(url)
+    return url
+
+
+@pytest.fixture
+def settings(database: str) -> dict[str, Any]:
+    return {
+        "database_url": database,
+        "storage": storage_kind(database),
+        "max_body_bytes": MAX_BODY_BYTES,
+    }
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+@pytest.fixture
+def container(settings: dict[str, Any], clock: FixedClock) -> Iterator[Container]:
+    container = build_container(settings)
+    container.clock.override(providers.Object(clock))
+    yield container
+    container.unwire()
+    if settings["storage"] == "sql":
+        container.engine().dispose()
+
+
+@pytest.fixture
+def app(container: Container) -> Flask:
+    return create_app(container)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def make_token(container: Container) -> MakeToken:
+    """`make_token(*scopes, tenant="acme", expires_at=None)`: a new token's secret."""
+
+    def make(
+        *scopes: Scope, tenant: str = "acme", expires_at: datetime | None = None, name: str = "t"
+    ) -> str:
+        issued = container.issue_token()(tenant, name, frozenset(scopes or ALL_SCOPES), expires_at)
+        return issued.secret
+
+    return make
+
+
+@pytest.fixture
+def auth_headers(make_token: MakeToken) -> AuthHeaders:
+    """`auth_headers(*scopes, tenant="acme")`: Authorization headers of a new token."""
+
+    def headers(*scopes: Scope, tenant: str = "acme") -> Headers:
+        return bearer(make_token(*scopes, tenant=tenant))
+
+    return headers
+
+
+@pytest.fixture
+def headers(auth_headers: AuthHeaders) -> Headers:
+    """A token of tenant `acme` with every scope."""
+    return auth_headers()

@@ -1,0 +1,120 @@
+"""Real `audit serve` processes on loopback, for tests that need the whole service."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+TOKEN_RE = re.compile(r"als_[A-Za-z0-9_-]{20,}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def audit_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "audit", *args]
+
+
+def run_audit(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        audit_command(*args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+class Server:
+    """One `audit serve` process group; kill() is a SIGKILL of master and workers."""
+
+    def __init__(
+        self, database_url: str, workdir: Path, workers: int = 2, threads: int = 8
+    ) -> None:
+        self.database_url = database_url
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"server-{self.port}.log"
+        self._out = self.log.open("w")
+        self.proc = subprocess.Popen(
+            audit_command(
+                "serve",
+                "--database-url",
+                database_url,
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+            ),
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            start_new_session=True,
+        )
+        self._wait_ready()
+        found = TOKEN_RE.search(self.log.read_text())
+        self.bootstrap_token = found.group(0) if found else None
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log.read_text()}")
+            try:
+                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready in {timeout}s:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no clean shutdown, no flushing."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._out.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._out.close()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def event(n: int, **extra: object) -> dict[str, object]:
+    return {
+        "id": f"evt-{n}",
+        "action": "document.update",
+        "actor": {"id": f"user-{n % 7}", "type": "user", "name": "Alice"},
+        "targets": [{"id": f"doc-{n % 11}", "type": "document"}],
+        "metadata": {"n": n},
+        **extra,
+    }

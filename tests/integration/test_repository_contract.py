@@ -1,0 +1,792 @@
+"""The storage contract: the in-memory, SQLite and PostgreSQL adapters behave the same.
+
+Every test here runs against each adapter through the ports (and the real use cases),
+so a difference between them is a failure, whichever one is wrong.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from audit.adapters.clock import FixedClock
+from audit.adapters.memory import InMemoryUnitOfWorkFactory
+from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.sql.repositories import SqlEventRepository, prefix_upper_bound
+from audit.adapters.sql.schema import metadata
+from audit.application.health import CheckReadiness
+from audit.application.ports import UnitOfWorkFactory
+from audit.application.querying import ExportEvents, GetEvent, QueryEvents, VerifyChain
+from audit.application.recording import RecordEvents
+from audit.application.tokens import Authenticate, IssueToken, ListTokens, RevokeToken
+from audit.domain.chain import GENESIS_HASH, ChainHead, seal
+from audit.domain.errors import Conflict, NotFound, ValidationFailed
+from audit.domain.events import Event, NewEvent, Party, Source, UnsealedEvent
+from audit.domain.query import EventFilter, PageRequest, matches
+from audit.domain.tokens import ALL_SCOPES, Scope, Token, hash_secret
+
+T0 = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def storage(request: pytest.FixtureRequest) -> Iterator[UnitOfWorkFactory]:
+    """A unit-of-work factory over empty storage of each kind."""
+    if request.param == "memory":
+        yield InMemoryUnitOfWorkFactory()
+        return
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    upgrade_schema(url)
+    engine = create_engine_for(url)
+    try:
+        yield SqlUnitOfWorkFactory(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def record(storage: UnitOfWorkFactory, clock: FixedClock) -> RecordEvents:
+    return RecordEvents(storage, clock)
+
+
+def new(event_id: str | None = "e-1", **fields: Any) -> NewEvent:
+    base: dict[str, Any] = {"action": "document.update", "actor": Party(id="u-1")}
+    base.update(fields)
+    return NewEvent(id=event_id, **base)
+
+
+def exact(event: Event) -> str:
+    """The event's document as text: unlike ==, tells 1.0 from 1, -0.0 from 0.0, key order."""
+    return json.dumps(event.to_document(), ensure_ascii=False)
+
+
+def append(
+    storage: UnitOfWorkFactory, tenant: str, events: Sequence[NewEvent], *, commit: bool = True
+) -> list[Event]:
+    """Append through the ports alone, as RecordEvents does, and return the sealed events."""
+    with storage(write=True) as uow:
+        head = uow.events.lock_head(tenant)
+        sealed = seal(
+            head,
+            [
+                UnsealedEvent.place(
+                    e, event_id=e.id or f"gen-{n}", seq=head.seq + n, tenant=tenant, received_at=T0
+                )
+                for n, e in enumerate(events, start=1)
+            ],
+        )
+        uow.events.add(tenant, sealed, [e.fingerprint() for e in events])
+        if commit:
+            uow.commit()
+    return sealed
+
+
+def all_events(storage: UnitOfWorkFactory, tenant: str) -> list[Event]:
+    with storage() as uow:
+        return uow.events.page(tenant, EventFilter(), PageRequest(limit=100_000, order="asc"))
+
+
+# --- round trips -----------------------------------------------------------------------
+
+RICH = new(
+    "evt.rich:1",
+    action="document.update",
+    actor=Party(id="u-é🙂", type="user", name="Zoë 北京 \u202eevil\u202c"),
+    targets=tuple(
+        Party(
+            id=f"t-{i}",
+            type=None if i % 2 else "document",
+            name=None if i % 3 else f"名前 {i} ✓",
+        )
+        for i in range(32)
+    ),
+    occurred_at=datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    outcome="failure",
+    source=Source(ip="2001:db8::1", user_agent='curl/8.5 "quoted" \\ back'),
+    description="Ünïcødé ✓ 'single' \"double\" 100% snake_case\nnew line\ttab",
+    metadata={
+        "z-first": 1,
+        "a": {"nested": [1, 2.5, None, True, False, "x"], "deep": {"deeper": {"f": 0.1}}},
+        "floats": [1.0, -0.0, 1e300, 5e-324, 123456.789, -2.5e-7, 2.0**60],
+        "ints": [0, -1, 2**53 - 1, -(2**53 - 1)],
+        "text": "🙂 \u0001\u001f control, 'quotes' \"and\" \\",
+        "empty": {},
+        "none": None,
+        "list": [],
+    },
+)
+MINIMAL = new("evt.minimal", action="a", actor=Party(id="u"))
+FAR_FUTURE = new("evt.future", occurred_at=datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+OFFSET = new(
+    "evt.offset",
+    occurred_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+)
+
+
+def test_every_field_round_trips_exactly(storage: UnitOfWorkFactory) -> None:
+    sealed = append(storage, "acme", [RICH, MINIMAL, FAR_FUTURE, OFFSET])
+    with storage() as uow:
+        got = [uow.events.get("acme", e.id) for e in sealed]
+        paged = uow.events.page("acme", EventFilter(), PageRequest(limit=10, order="asc"))
+        found = uow.events.existing("acme", [e.id for e in sealed])
+    assert got == sealed
+    assert paged == sealed
+    assert [found[e.id][0] for e in sealed] == sealed
+    for stored, original in zip([*got, *paged], [*sealed, *sealed], strict=True):
+        assert stored is not None
+        assert exact(stored) == exact(original)
+    rich = got[0]
+    assert rich is not None
+    assert len(rich.targets) == 32
+    assert rich.targets[1] == Party(id="t-1", type=None, name=None)
+    assert rich.occurred_at == datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert [type(x) for x in rich.metadata["floats"]] == [float] * 7
+    assert str(rich.metadata["floats"][1]) == "-0.0"
+    assert list(rich.metadata) == list(RICH.metadata)  # key order as sent
+    minimal = got[1]
+    assert minimal is not None
+    assert minimal.actor == Party(id="u")
+    assert minimal.targets == ()
+    assert minimal.source == Source()
+    assert minimal.description is None
+    assert minimal.metadata == {}
+    assert minimal.occurred_at == T0  # defaulted to received_at
+    # The chain recomputed from what was read back still holds.
+    assert VerifyChain(storage)("acme").valid
+
+
+def test_tokens_round_trip_exactly(storage: UnitOfWorkFactory) -> None:
+    token = Token(
+        id="tok_0123456789abcdef",
+        tenant="acme",
+        name="ci ✓ pipeline",
+        scopes=frozenset({Scope.EVENTS_WRITE, Scope.METRICS_READ}),
+        secret_hash=hash_secret("als_secret"),
+        created_at=T0,
+        expires_at=datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        revoked_at=T0 + US,
+        last_used_at=T0 + 2 * US,
+    )
+    bare = Token(
+        id="tok_bare",
+        tenant="acme",
+        name="b",
+        scopes=ALL_SCOPES,
+        secret_hash=hash_secret("als_other"),
+        created_at=T0,
+    )
+    with storage(write=True) as uow:
+        uow.tokens.add(token)
+        uow.tokens.add(bare)
+        uow.commit()
+    with storage() as uow:
+        assert uow.tokens.get(token.id) == token
+        assert uow.tokens.get(bare.id) == bare
+        assert uow.tokens.by_secret_hash(token.secret_hash) == token
+
+
+# --- heads -----------------------------------------------------------------------------
+
+
+def test_head_and_lock_head_follow_the_log(storage: UnitOfWorkFactory) -> None:
+    with storage() as uow:
+        assert uow.events.head("acme") == ChainHead(0, GENESIS_HASH)
+    with storage(write=True) as uow:
+        assert uow.events.lock_head("acme") == ChainHead()
+    first = append(storage, "acme", [new("a"), new("b")])
+    second = append(storage, "acme", [new("c")])
+    assert [e.seq for e in first + second] == [1, 2, 3]
+    assert second[0].prev_hash == first[-1].hash
+    with storage() as uow:
+        assert uow.events.head("acme") == ChainHead(3, second[-1].hash)
+        assert uow.events.head("globex") == ChainHead()
+    with storage(write=True) as uow:
+        assert uow.events.lock_head("acme") == ChainHead(3, second[-1].hash)
+
+
+def test_a_locked_head_without_events_makes_no_tenant(storage: UnitOfWorkFactory) -> None:
+    append(storage, "acme", [new("a")])
+    with storage(write=True) as uow:
+        uow.events.lock_head("ghost")
+        uow.commit()
+    with storage() as uow:
+        assert uow.events.tenants() == ["acme"]
+        assert uow.events.head("ghost") == ChainHead()
+
+
+def test_tenants_are_listed_in_code_point_order(storage: UnitOfWorkFactory) -> None:
+    for tenant in ["beta", "Zeta", "alpha", "a.b", "a-b", "a_b"]:
+        append(storage, tenant, [new("x")])
+    with storage() as uow:
+        assert uow.events.tenants() == sorted(["beta", "Zeta", "alpha", "a.b", "a-b", "a_b"])
+
+
+# --- existing ----------------------------------------------------------------------------
+
+
+def test_existing_returns_stored_events_with_fingerprints(storage: UnitOfWorkFactory) -> None:
+    a, b = new("a"), new("b", description="other")
+    sealed = append(storage, "acme", [a, b])
+    append(storage, "globex", [new("c")])
+    with storage() as uow:
+        found = uow.events.existing("acme", {"a", "b", "c", "missing"})
+        assert found == {"a": (sealed[0], a.fingerprint()), "b": (sealed[1], b.fingerprint())}
+        assert uow.events.existing("acme", []) == {}
+        assert uow.events.existing("globex", ["a"]) == {}
+        many = [f"id-{n}" for n in range(1000)] + ["b"]
+        assert uow.events.existing("acme", many) == {"b": (sealed[1], b.fingerprint())}
+
+
+# --- transactions ------------------------------------------------------------------------
+
+
+def test_an_exception_rolls_everything_back(storage: UnitOfWorkFactory) -> None:
+    token = Token("tok_1", "acme", "n", frozenset({Scope.EVENTS_READ}), hash_secret("s"), T0)
+
+    def fail_midway() -> None:
+        with storage(write=True) as uow:
+            head = uow.events.lock_head("acme")
+            event = UnsealedEvent.place(
+                new("a"), event_id="a", seq=1, tenant="acme", received_at=T0
+            )
+            uow.events.add("acme", seal(head, [event]), ["fp"])
+            uow.tokens.add(token)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fail_midway()
+    with storage() as uow:
+        assert uow.events.head("acme") == ChainHead()
+        assert uow.events.get("acme", "a") is None
+        assert uow.events.tenants() == []
+        assert not uow.tokens.any()
+        assert uow.tokens.get("tok_1") is None
+
+
+def test_work_not_committed_is_not_kept(storage: UnitOfWorkFactory) -> None:
+    append(storage, "acme", [new("a")], commit=False)
+    with storage(write=True) as uow:
+        uow.tokens.add(Token("tok_1", "acme", "n", frozenset({Scope.EVENTS_READ}), "h", T0))
+        uow.rollback()
+        uow.commit()
+    with storage() as uow:
+        assert uow.events.head("acme") == ChainHead()
+        assert uow.events.page("acme", EventFilter(), PageRequest(limit=10)) == []
+        assert not uow.tokens.any()
+
+
+def test_only_work_before_the_commit_is_kept(storage: UnitOfWorkFactory) -> None:
+    with storage(write=True) as uow:
+        uow.tokens.add(Token("tok_1", "acme", "n", frozenset({Scope.EVENTS_READ}), "h1", T0))
+        uow.commit()
+        uow.tokens.add(Token("tok_2", "acme", "n", frozenset({Scope.EVENTS_READ}), "h2", T0))
+    with storage() as uow:
+        assert [t.id for t in uow.tokens.list()] == ["tok_1"]
+
+
+def test_writes_are_visible_to_the_transaction_that_made_them(
+    storage: UnitOfWorkFactory,
+) -> None:
+    with storage(write=True) as uow:
+        uow.tokens.add(Token("tok_1", "acme", "n", frozenset({Scope.EVENTS_READ}), "h1", T0))
+        assert uow.tokens.any()
+        assert uow.tokens.by_secret_hash("h1") is not None
+        uow.tokens.revoke("tok_1", T0 + US)
+        revoked = uow.tokens.get("tok_1")
+        assert revoked is not None
+        assert revoked.revoked_at == T0 + US
+
+
+# --- tenants -----------------------------------------------------------------------------
+
+
+def test_tenants_are_isolated(storage: UnitOfWorkFactory, record: RecordEvents) -> None:
+    [acme] = record("acme", [new("shared", description="acme's")])
+    [globex] = record("globex", [new("shared", description="globex's")])
+    record("globex", [new("only-globex", actor=Party(id="u-1"))])
+    assert acme.created
+    assert globex.created
+    assert acme.event.seq == globex.event.seq == 1
+    assert acme.event.hash != globex.event.hash
+    get = GetEvent(storage)
+    assert get("acme", "shared") == acme.event
+    assert get("globex", "shared") == globex.event
+    with pytest.raises(NotFound):
+        get("acme", "only-globex")
+    query = QueryEvents(storage)
+    everything = PageRequest(limit=100)
+    assert query("acme", EventFilter(), everything).events == [acme.event]
+    assert query("acme", EventFilter(actor_id="u-1"), everything).events == [acme.event]
+    assert query("acme", EventFilter(q="globex"), everything).events == []
+    assert [e.tenant for e in query("globex", EventFilter(), everything).events] == ["globex"] * 2
+    with storage() as uow:
+        assert uow.events.tenants() == ["acme", "globex"]
+        assert uow.events.existing("acme", ["shared", "only-globex"]).keys() == {"shared"}
+    assert VerifyChain(storage)("acme").checked == 1
+    assert VerifyChain(storage)("globex").checked == 2
+
+
+# --- filters and pages -------------------------------------------------------------------
+
+ACTORS = ["alice", "bob", "Alice", "carol"]
+ACTIONS = [
+    "document.update",
+    "document.read",
+    "document",
+    "documents.list",
+    "doc_x.y",
+    "docXx.y",
+    "user.login",
+    "user.logout",
+    "a%b.c",
+    "z",
+]
+TARGET_IDS = ["doc-1", "doc-2", "DOC-1", "user-9", "x%_"]
+TIMES = [
+    T0 - US,
+    T0,
+    T0 + US,
+    T0 + timedelta(hours=1),
+    datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
+]
+DESCRIPTIONS = [None, "Quarterly REPORT", "ärger im Büro", "100% sure", "snake_case", ""]
+METADATA: list[dict[str, Any]] = [{}, {"ticket": "OPS-7"}, {"k": "Needle"}, {"n": 1.5}]
+NAMES = [None, "Zoë", "ÉCLAIR", "plain"]
+QUERIES = [
+    "report",
+    "REPORT",
+    "ÄRGER",
+    "ärger im",
+    "100%",
+    "%",
+    "_case",
+    "_",
+    "ops-7",
+    "needle",
+    "zoë",
+    "ZOË",
+    "éclair",
+    '"k"',
+    "1.5",
+    "nothing matches this",
+    "",
+]
+PREFIXES = ["document.", "document", "documents", "doc_", "doc", "a%", "user.", "", "zz", "D"]
+
+
+def corpus_events() -> list[NewEvent]:
+    rng = random.Random(20261128)
+    events = []
+    for n in range(60):
+        targets = tuple(
+            Party(id=rng.choice(TARGET_IDS), type="t", name=rng.choice(NAMES))
+            for _ in range(rng.randrange(4))
+        )
+        events.append(
+            new(
+                f"c-{n}",
+                action=rng.choice(ACTIONS),
+                actor=Party(id=rng.choice(ACTORS), name=rng.choice(NAMES)),
+                targets=targets,
+                outcome=rng.choice(["success", "failure", "unknown"]),
+                occurred_at=rng.choice(TIMES),
+                description=rng.choice(DESCRIPTIONS),
+                metadata=rng.choice(METADATA),
+            )
+        )
+    return events
+
+
+def single_filters() -> list[EventFilter]:
+    filters = [EventFilter()]
+    filters += [EventFilter(actor_id=a) for a in [*ACTORS, "nobody"]]
+    filters += [EventFilter(target_id=t) for t in [*TARGET_IDS, "nothing"]]
+    filters += [EventFilter(action=a) for a in [*ACTIONS, "documen"]]
+    filters += [EventFilter(action_prefix=p) for p in PREFIXES]
+    filters += [EventFilter(outcome=o) for o in ["success", "failure", "unknown"]]
+    filters += [EventFilter(since=t) for t in TIMES]
+    filters += [EventFilter(until=t) for t in TIMES]
+    filters += [EventFilter(q=q) for q in QUERIES]
+    return filters
+
+
+def combined_filters(count: int) -> list[EventFilter]:
+    rng = random.Random(7)
+    fields: dict[str, list[Any]] = {
+        "actor_id": ACTORS,
+        "target_id": TARGET_IDS,
+        "action": ACTIONS,
+        "action_prefix": PREFIXES,
+        "outcome": ["success", "failure", "unknown"],
+        "since": TIMES,
+        "until": TIMES,
+        "q": QUERIES,
+    }
+    filters = [
+        EventFilter(actor_id="alice", action_prefix="document", since=T0, until=T0 + US),
+        EventFilter(target_id="doc-1", q="report", outcome="failure"),
+        EventFilter(since=T0, until=T0),
+    ]
+    while len(filters) < count:
+        chosen = rng.sample(sorted(fields), rng.randint(2, 4))
+        filters.append(EventFilter(**{name: rng.choice(fields[name]) for name in chosen}))
+    return filters
+
+
+def reference_page(events: list[Event], where: EventFilter, page: PageRequest) -> list[Event]:
+    """What a page must hold, straight from the reference semantics of `matches`."""
+    ordered = sorted(events, key=lambda e: e.seq, reverse=page.order == "desc")
+    found = []
+    for event in ordered:
+        if page.after_seq is not None and (
+            event.seq <= page.after_seq if page.order == "asc" else event.seq >= page.after_seq
+        ):
+            continue
+        if page.through_seq is not None and event.seq > page.through_seq:
+            continue
+        if matches(event, where):
+            found.append(event)
+    return found[: page.limit]
+
+
+@pytest.fixture
+def corpus(storage: UnitOfWorkFactory, record: RecordEvents, clock: FixedClock) -> list[Event]:
+    news = corpus_events()
+    stored = [r.event for r in record("acme", news[:25])]
+    clock.advance(timedelta(seconds=1))
+    for one in news[25:]:
+        stored += [r.event for r in record("acme", [one])]
+    # The same events in another tenant must never leak into acme's answers.
+    record("globex", news)
+    return stored
+
+
+def test_the_corpus_exercises_every_filter(corpus: list[Event]) -> None:
+    # Guard against a corpus in which filters would pass vacuously.
+    for where in single_filters()[1:]:
+        hits = [e for e in corpus if matches(e, where)]
+        if where.actor_id == "nobody" or where.target_id == "nothing" or where.action == "documen":
+            assert hits == []
+        elif where.q not in ("nothing matches this", "", None) or where.action_prefix == "zz":
+            assert 0 <= len(hits) < len(corpus)
+    assert any(len({t.id for t in e.targets}) < len(e.targets) for e in corpus)
+    assert len({e.occurred_at for e in corpus}) == len(TIMES)
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_each_filter_matches_the_reference_semantics(
+    storage: UnitOfWorkFactory, corpus: list[Event], order: Any
+) -> None:
+    with storage() as uow:
+        for where in single_filters() + combined_filters(120):
+            page = PageRequest(limit=1000, order=order)
+            assert uow.events.page("acme", where, page) == reference_page(corpus, where, page), (
+                where
+            )
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_after_and_through_seq_bound_pages(
+    storage: UnitOfWorkFactory, corpus: list[Event], order: Any
+) -> None:
+    last = len(corpus)
+    with storage() as uow:
+        for where, after, through, limit in itertools.product(
+            [EventFilter(), EventFilter(outcome="failure"), EventFilter(q="report")],
+            [None, 0, 1, 5, 30, last, last + 5],
+            [None, 0, 1, 10, last - 1, last + 3],
+            [1, 3, 1000],
+        ):
+            page = PageRequest(limit=limit, order=order, after_seq=after, through_seq=through)
+            expected = reference_page(corpus, where, page)
+            assert uow.events.page("acme", where, page) == expected, page
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_following_cursors_yields_every_match_once(
+    storage: UnitOfWorkFactory, record: RecordEvents, corpus: list[Event], order: Any
+) -> None:
+    query = QueryEvents(storage)
+    filters = [EventFilter(), EventFilter(action_prefix="doc"), EventFilter(target_id="doc-1")]
+    for n, where in enumerate(filters):
+        snapshot = all_events(storage, "acme")
+        expected = reference_page(snapshot, where, PageRequest(limit=10_000, order=order))
+        seen: list[Event] = []
+        page = PageRequest(limit=4, order=order)
+        while True:
+            result = query("acme", where, page)
+            seen += result.events
+            if result.next_cursor is None:
+                break
+            assert len(result.events) == 4
+            page = attrs.evolve(page, after_seq=result.events[-1].seq)
+            if len(seen) == 8:  # events written while paging must not disturb the walk
+                late = new(f"late-{n}", action="document.late", targets=(Party(id="doc-1"),))
+                record("acme", [late])
+        assert [e for e in seen if e.seq <= len(snapshot)] == expected
+        assert len({e.seq for e in seen}) == len(seen)
+        if order == "desc":
+            assert len(seen) == len(expected)
+
+
+def test_prefix_bounds_are_exact() -> None:
+    assert prefix_upper_bound("document.") == "document/"
+    assert prefix_upper_bound("a\U0010ffff") == "b"
+    assert prefix_upper_bound("\U0010ffff") is None
+    assert prefix_upper_bound("a\ud7ff") == "a\ue000"
+    assert prefix_upper_bound("") is None
+
+
+# --- tokens ------------------------------------------------------------------------------
+
+
+def test_tokens_through_the_use_cases(storage: UnitOfWorkFactory, clock: FixedClock) -> None:
+    issue, authenticate = IssueToken(storage, clock), Authenticate(storage, clock)
+    with storage() as uow:
+        assert not uow.tokens.any()
+    writer = issue("acme", "ci", frozenset({Scope.EVENTS_WRITE}), expires_at=T0 + timedelta(days=1))
+    admin = issue("acme", "admin", ALL_SCOPES)  # same created_at: ordered by id
+    clock.advance(timedelta(seconds=1))
+    reader = issue("globex", "reader", frozenset({Scope.EVENTS_READ}))
+    with storage() as uow:
+        assert uow.tokens.any()
+        assert uow.tokens.get(writer.token.id) == writer.token
+        assert uow.tokens.get("tok_missing") is None
+        assert uow.tokens.by_secret_hash(hash_secret(admin.secret)) == admin.token
+        assert uow.tokens.by_secret_hash(hash_secret("als_unknown")) is None
+        acme = sorted([writer.token, admin.token], key=lambda t: t.id)
+        assert uow.tokens.list("acme") == acme
+        assert uow.tokens.list() == [*acme, reader.token]
+        assert uow.tokens.list("nobody") == []
+    assert ListTokens(storage)("globex") == [reader.token]
+
+    clock.advance(timedelta(minutes=5))
+    principal = authenticate(writer.secret)
+    assert principal is not None
+    assert (principal.tenant, principal.scopes) == ("acme", frozenset({Scope.EVENTS_WRITE}))
+    with storage() as uow:
+        touched = uow.tokens.get(writer.token.id)
+    assert touched == attrs.evolve(writer.token, last_used_at=clock.now())
+
+    with pytest.raises(NotFound):
+        RevokeToken(storage, clock)("globex", writer.token.id)
+    RevokeToken(storage, clock)("acme", writer.token.id)
+    assert authenticate(writer.secret) is None
+    assert authenticate(admin.secret) is not None
+    with storage() as uow:
+        revoked = uow.tokens.get(writer.token.id)
+        assert revoked is not None
+        assert revoked.revoked_at == clock.now()
+        assert uow.tokens.get(admin.token.id) == attrs.evolve(admin.token, last_used_at=clock.now())
+    clock.advance(timedelta(days=2))
+    assert authenticate(writer.secret) is None  # revoked and expired
+
+
+def test_touch_and_revoke_change_one_token(storage: UnitOfWorkFactory) -> None:
+    one = Token("tok_1", "acme", "one", frozenset({Scope.EVENTS_READ}), "h1", T0)
+    two = Token("tok_2", "acme", "two", frozenset({Scope.EVENTS_READ}), "h2", T0)
+    with storage(write=True) as uow:
+        uow.tokens.add(one)
+        uow.tokens.add(two)
+        uow.commit()
+    with storage(write=True) as uow:
+        uow.tokens.touch("tok_1", T0 + US)
+        uow.tokens.touch("tok_missing", T0)
+        uow.tokens.revoke("tok_2", T0 + 2 * US)
+        uow.commit()
+    with storage() as uow:
+        assert uow.tokens.list() == [
+            attrs.evolve(one, last_used_at=T0 + US),
+            attrs.evolve(two, revoked_at=T0 + 2 * US),
+        ]
+
+
+# --- the use cases on each adapter -------------------------------------------------------
+
+
+def test_record_events_is_idempotent_and_all_or_nothing(
+    storage: UnitOfWorkFactory, record: RecordEvents, clock: FixedClock
+) -> None:
+    first = record("acme", [new("a"), new("b"), new("a")])
+    assert [(r.event.seq, r.created) for r in first] == [(1, True), (2, True), (1, False)]
+    assert first[2].event == first[0].event
+    clock.advance(timedelta(seconds=1))
+    # The same instant written with another offset is the same content.
+    moment = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    second = record(
+        "acme",
+        [new("a"), new("c", occurred_at=moment), new(None, description="no id given")],
+    )
+    assert [(r.event.seq, r.created) for r in second] == [(1, False), (3, True), (4, True)]
+    assert second[0].event == first[0].event
+    assert second[1].event.received_at == T0 + timedelta(seconds=1)
+    again = record("acme", [new("c", occurred_at=moment.astimezone(timezone(timedelta(hours=-3))))])
+    assert [(r.event, r.created) for r in again] == [(second[1].event, False)]
+
+    with pytest.raises(Conflict):
+        record("acme", [new("d"), new("a", description="other content")])
+    with pytest.raises(ValidationFailed):
+        record("acme", [new("e"), new("e", description="other content")])
+    with storage() as uow:
+        assert uow.events.head("acme").seq == 4
+        assert uow.events.get("acme", "d") is None
+        assert uow.events.get("acme", "e") is None
+    generated = second[2].event.id
+    assert GetEvent(storage)("acme", generated) == second[2].event
+    report = VerifyChain(storage)("acme")
+    assert (report.valid, report.checked, report.head) == (
+        True,
+        4,
+        ChainHead(4, second[2].event.hash),
+    )
+
+
+def test_export_and_verify_read_the_whole_log(
+    storage: UnitOfWorkFactory, record: RecordEvents
+) -> None:
+    assert VerifyChain(storage)("acme").head is None
+    stored = [r.event for r in record("acme", [new(f"e-{n}") for n in range(1100)])]
+    exported = list(ExportEvents(storage)("acme", EventFilter()))
+    assert exported == stored
+    assert list(ExportEvents(storage)("acme", EventFilter(action="nope"))) == []
+    report = VerifyChain(storage)("acme")
+    assert (report.valid, report.checked) == (True, 1100)
+
+
+def test_readiness_answers(storage: UnitOfWorkFactory) -> None:
+    CheckReadiness(storage)()
+
+
+# --- the SQL schema ----------------------------------------------------------------------
+
+
+def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> None:
+    upgrade_schema(database_url)  # a second upgrade changes nothing
+    engine = create_engine_for(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, metadata) == []
+            assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
+                ("0001",)
+            ]
+            if connection.dialect.name == "postgresql":
+                # compare_metadata does not compare collations; the prefix range needs "C".
+                collation = connection.execute(
+                    sa.text(
+                        "SELECT collation_name FROM information_schema.columns"
+                        " WHERE table_name = 'events' AND column_name = 'action'"
+                    )
+                ).scalar_one()
+                assert collation == "C"
+    finally:
+        engine.dispose()
+
+
+# Each selective filter and the index that must answer it (SQLite names a primary key's
+# index sqlite_autoindex_<table>_1).
+INDEXED_FILTERS = [
+    (EventFilter(actor_id="alice"), ["ix_events_tenant_actor_id_seq"]),
+    (EventFilter(action="user.login"), ["ix_events_tenant_action_seq"]),
+    (EventFilter(action_prefix="document."), ["ix_events_tenant_action_seq"]),
+    (EventFilter(outcome="failure"), ["ix_events_tenant_outcome_seq"]),
+    (EventFilter(since=T0, until=T0 + timedelta(seconds=5)), ["ix_events_tenant_occurred_at_us"]),
+    (EventFilter(target_id="doc-1"), ["pk_event_targets", "sqlite_autoindex_event_targets_1"]),
+]
+
+
+def fill_for_planning(engine: sa.Engine, count: int = 4000) -> None:
+    """Many events in which each filter of INDEXED_FILTERS is selective, and statistics."""
+
+    def event(n: int) -> Event:
+        rare = n % 400 == 0
+        return Event(
+            id=f"p-{n}",
+            seq=n + 1,
+            tenant="acme",
+            action="user.login" if rare else ("document.x" if n % 400 == 1 else f"x.{n % 300}"),
+            actor=Party(id="alice" if rare else f"actor-{n % 1000}"),
+            targets=(Party(id="doc-1" if rare else f"t-{n}"),),
+            outcome="failure" if rare else "success",
+            occurred_at=T0 + timedelta(seconds=n - count // 2),
+            received_at=T0,
+            source=Source(),
+            description=None,
+            metadata={},
+            prev_hash=GENESIS_HASH,
+            hash=GENESIS_HASH,
+        )
+
+    with engine.begin() as connection:
+        events = [event(n) for n in range(count)]
+        SqlEventRepository(connection).add("acme", events, ["fp"] * count)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+
+
+@pytest.mark.parametrize(("where", "indexes"), INDEXED_FILTERS)
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_each_filter_is_index_backed(
+    database_url: str, where: EventFilter, indexes: list[str], order: Any
+) -> None:
+    engine = create_engine_for(database_url)
+    try:
+        fill_for_planning(engine)
+        captured: list[tuple[str, Any]] = []
+
+        def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            captured.append((statement, params))
+
+        with engine.connect() as connection:
+            sa.event.listen(engine, "before_cursor_execute", capture)
+            try:
+                page = PageRequest(limit=50, order=order, after_seq=3000 if order == "desc" else 10)
+                found = SqlEventRepository(connection).page("acme", where, page)
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", capture)
+            assert found  # the filter does select something
+            statement, params = captured[-1]
+            if connection.dialect.name == "postgresql":
+                explain = "EXPLAIN "
+            else:
+                explain = "EXPLAIN QUERY PLAN "
+            rows = connection.exec_driver_sql(explain + statement, params)
+            plan = "\n".join(str(row[-1]) for row in rows)
+        assert any(index in plan for index in indexes), plan
+        assert "Seq Scan" not in plan, plan
+        assert "SCAN events" not in plan.replace("SCAN events USING", ""), plan
+    finally:
+        engine.dispose()
+
+
+def test_existing_asks_in_one_query(database_url: str) -> None:
+    engine = create_engine_for(database_url)
+    statements: list[str] = []
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda *args: statements.append(args[2]), named=False
+    )
+    try:
+        with SqlUnitOfWorkFactory(engine)() as uow:
+            statements.clear()
+            uow.events.existing("acme", [f"id-{n}" for n in range(1000)])
+        assert len([s for s in statements if "FROM events" in s]) == 1
+    finally:
+        engine.dispose()

@@ -1,0 +1,364 @@
+"""The SQL adapter under concurrent writers, and when storage cannot take the work.
+
+Many writers at once (threads, and separate engines standing for separate servers) must
+leave each tenant one gap-free chain holding each event once. Storage that is locked,
+full, read-only or unreachable must answer StorageUnavailable with nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from audit.adapters.clock import SystemClock
+from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.application.health import CheckReadiness
+from audit.application.querying import GetEvent, VerifyChain
+from audit.application.recording import Recorded, RecordEvents
+from audit.application.tokens import IssueToken
+from audit.domain.errors import StorageUnavailable
+from audit.domain.events import Event, NewEvent, Party
+from audit.domain.query import EventFilter, PageRequest
+from audit.domain.tokens import Scope
+
+TENANTS = ["acme", "globex"]
+SHARED_IDS = [f"retry-{n}" for n in range(12)]
+
+
+def new(event_id: str, **fields: Any) -> NewEvent:
+    base: dict[str, Any] = {"action": "document.update", "actor": Party(id="u-1")}
+    base.update(fields)
+    return NewEvent(id=event_id, **base)
+
+
+def shared(event_id: str) -> NewEvent:
+    """An event every writer sends, as a client retrying it would: same id, same content."""
+    return new(event_id, description=f"sent by everyone: {event_id}", metadata={"n": 1.5})
+
+
+@pytest.fixture
+def engines(request: pytest.FixtureRequest) -> Iterator[Callable[..., sa.Engine]]:
+    """Make engines on demand; all are disposed at the end of the test."""
+    made: list[sa.Engine] = []
+
+    def make(url: str, **kwargs: Any) -> sa.Engine:
+        engine = create_engine_for(url, **kwargs)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()
+
+
+def stored_log(factory: SqlUnitOfWorkFactory, tenant: str) -> list[Event]:
+    with factory() as uow:
+        return uow.events.page(tenant, EventFilter(), PageRequest(limit=100_000, order="asc"))
+
+
+def write_concurrently(
+    factories: list[SqlUnitOfWorkFactory], threads: int = 8, rounds: int = 12
+) -> list[tuple[str, list[NewEvent], list[Recorded]]]:
+    """Threads, spread over the factories, recording singles, batches and shared retries.
+
+    No retries on StorageUnavailable: writers must queue for the lock, not fail.
+    """
+    start = threading.Barrier(threads)
+
+    def writer(number: int) -> list[tuple[str, list[NewEvent], list[Recorded]]]:
+        record = RecordEvents(factories[number % len(factories)], SystemClock())
+        rng = random.Random(number)
+        done = []
+        start.wait()
+        for turn in range(rounds):
+            tenant = TENANTS[(number + turn) % len(TENANTS)]
+            own = f"w{number}-t{turn}"
+            if turn % 3 == 0:
+                batch = [new(own)]
+            elif turn % 3 == 1:
+                batch = [new(f"{own}-{k}", metadata={"k": k}) for k in range(rng.randint(2, 25))]
+            else:
+                ids = rng.sample(SHARED_IDS, rng.randint(1, 5))
+                batch = [shared(i) for i in ids] + [new(own)]
+                rng.shuffle(batch)
+            done.append((tenant, batch, record(tenant, batch)))
+        return done
+
+    with ThreadPoolExecutor(threads) as pool:
+        futures = [pool.submit(writer, n) for n in range(threads)]
+        return [item for future in futures for item in future.result(timeout=60)]
+
+
+def assert_one_valid_chain_per_tenant(
+    factory: SqlUnitOfWorkFactory, results: list[tuple[str, list[NewEvent], list[Recorded]]]
+) -> None:
+    for tenant in TENANTS:
+        sent = [(b, r) for t, b, r in results if t == tenant]
+        sent_ids = {e.id or "" for batch, _ in sent for e in batch}
+        log = stored_log(factory, tenant)
+        assert [e.seq for e in log] == list(range(1, len(log) + 1))  # every seq once, no gap
+        assert sorted(e.id for e in log) == sorted(sent_ids)  # every event once
+        by_id = {e.id: e for e in log}
+        created: dict[str, int] = {}
+        for batch, recorded in sent:
+            assert [r.event.id for r in recorded] == [e.id for e in batch]
+            for r in recorded:
+                assert r.event == by_id[r.event.id]  # what each writer was told is stored
+                created[r.event.id] = created.get(r.event.id, 0) + r.created
+        assert set(created.values()) == {1}  # each id created by exactly one request
+        report = VerifyChain(factory)(tenant)
+        assert (report.valid, report.checked) == (True, len(log)), report
+        with factory() as uow:
+            assert uow.events.head(tenant).seq == len(log)
+
+
+def test_concurrent_writers_on_one_sqlite_file(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    # Two engines on one file stand for two processes.
+    factories = [SqlUnitOfWorkFactory(engines(sqlite_url)) for _ in range(2)]
+    results = write_concurrently(factories)
+    assert_one_valid_chain_per_tenant(factories[0], results)
+
+
+@pytest.mark.postgres
+def test_concurrent_writers_on_two_postgres_servers(
+    postgres_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(postgres_url)
+    factories = [SqlUnitOfWorkFactory(engines(postgres_url)) for _ in range(2)]
+    results = write_concurrently(factories, threads=10)
+    assert_one_valid_chain_per_tenant(factories[1], results)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_servers_starting_together_upgrade_the_schema_once(
+    request: pytest.FixtureRequest, kind: str, engines: Callable[..., sa.Engine]
+) -> None:
+    url: str = request.getfixturevalue(f"{kind}_url")
+    start = threading.Barrier(4)
+
+    def upgrade() -> None:
+        start.wait()
+        upgrade_schema(url, lock_timeout_ms=10_000)
+
+    with ThreadPoolExecutor(4) as pool:
+        for future in [pool.submit(upgrade) for _ in range(4)]:
+            future.result(timeout=60)
+    with engines(url).connect() as connection:
+        versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    assert versions == [("0001",)]
+    record = RecordEvents(SqlUnitOfWorkFactory(engines(url)), SystemClock())
+    assert record("acme", [new("a")])[0].event.seq == 1
+
+
+def test_a_forked_child_opens_its_own_connections(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    engine = engines(sqlite_url)
+    factory = SqlUnitOfWorkFactory(engine)
+    RecordEvents(factory, SystemClock())("acme", [new("parent")])
+    assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a server worker forked after the parent used the engine
+        try:
+            inherited = engine.pool.checkedin()  # type: ignore[attr-defined]
+            RecordEvents(factory, SystemClock())("acme", [new("child")])
+            os.write(write, str(inherited).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 16) == b"0"
+    os.close(read)
+    assert [e.id for e in stored_log(factory, "acme")] == ["parent", "child"]
+    assert VerifyChain(factory)("acme").valid
+
+
+# --- storage that cannot take the work ---------------------------------------------------
+
+
+def assert_clean_message(error: StorageUnavailable, *secrets: str) -> None:
+    for leak in ("SELECT", "INSERT", "BEGIN", "UPDATE", "events", *secrets):
+        assert leak not in error.message
+        assert leak not in str(error)
+
+
+def test_a_locked_sqlite_database_fails_writers_after_the_busy_timeout(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    factory = SqlUnitOfWorkFactory(engines(sqlite_url, lock_timeout_ms=300))
+    record = RecordEvents(factory, SystemClock())
+    [before] = record("acme", [new("before")])
+    path = make_url(sqlite_url).database
+    assert path is not None
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute("UPDATE chain_heads SET seq = seq")
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable) as caught:
+            record("acme", [new("during-1"), new("during-2", targets=(Party(id="t"),))])
+        waited = time.monotonic() - started
+        assert 0.25 <= waited < 3
+        assert caught.value.retry_after >= 1
+        assert_clean_message(caught.value, path)
+        with pytest.raises(StorageUnavailable):
+            IssueToken(factory, SystemClock())("acme", "n", frozenset({Scope.EVENTS_READ}))
+        # Readers are not held up by a writer (WAL).
+        assert GetEvent(factory)("acme", "before") == before.event
+        CheckReadiness(factory)()
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    # Nothing of the failed work was written, and the chain goes on from where it was.
+    assert [e.id for e in stored_log(factory, "acme")] == ["before"]
+    with factory() as uow:
+        assert uow.tokens.list() == []
+        assert uow.events.head("acme").seq == 1
+    [after] = record("acme", [new("during-1")])
+    assert (after.event.seq, after.created) == (2, True)
+    assert VerifyChain(factory)("acme").valid
+
+
+def test_a_full_sqlite_database_fails_cleanly(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    engine = engines(sqlite_url)
+    factory = SqlUnitOfWorkFactory(engine)
+    record = RecordEvents(factory, SystemClock())
+    record("acme", [new("before")])
+
+    # SQLite's page limit stands in for a full disk: the same error, SQLITE_FULL.
+    @sa.event.listens_for(engine, "connect")
+    def limit_size(dbapi_connection: Any, _record: Any) -> None:
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 4}")
+
+    engine.dispose()  # new connections, with the limit
+    big = [new(f"big-{n}", description="x" * 1000) for n in range(200)]
+    with pytest.raises(StorageUnavailable) as caught:
+        record("acme", big)
+    assert "full" in caught.value.message
+    assert_clean_message(caught.value)
+    assert [e.id for e in stored_log(factory, "acme")] == ["before"]
+    [small] = record("acme", [new("small")])
+    assert small.event.seq == 2
+    assert VerifyChain(factory)("acme").valid
+
+
+def test_an_sqlite_file_that_cannot_be_opened_is_unavailable(
+    tmp_path: Any, engines: Callable[..., sa.Engine]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-folder' / 'audit.db'}"
+    with pytest.raises(StorageUnavailable) as caught:
+        CheckReadiness(SqlUnitOfWorkFactory(engines(url)))()
+    assert_clean_message(caught.value, str(tmp_path))
+
+
+@pytest.mark.postgres
+def test_a_locked_postgres_head_fails_writers_after_the_lock_timeout(
+    postgres_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(postgres_url)
+    factory = SqlUnitOfWorkFactory(engines(postgres_url, lock_timeout_ms=300))
+    record = RecordEvents(factory, SystemClock())
+    record("acme", [new("before")])
+    with engines(postgres_url).connect() as blocker:
+        blocker.execute(sa.text("SELECT * FROM chain_heads WHERE tenant = 'acme' FOR UPDATE"))
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable) as caught:
+            record("acme", [new("during")])
+        assert 0.25 <= time.monotonic() - started < 3
+        assert caught.value.retry_after >= 1
+        assert_clean_message(caught.value)
+        # Another tenant's writers do not wait for acme's.
+        assert record("globex", [new("elsewhere")])[0].created
+        blocker.rollback()
+    assert [e.id for e in stored_log(factory, "acme")] == ["before"]
+    assert record("acme", [new("during")])[0].event.seq == 2
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_database_refuses_writes_cleanly(
+    postgres_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(postgres_url)
+    name = make_url(postgres_url).database
+    with engines(postgres_url, pool_size=1).connect() as admin:
+        admin.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        admin.commit()
+    factory = SqlUnitOfWorkFactory(engines(postgres_url))
+    with pytest.raises(StorageUnavailable) as caught:
+        RecordEvents(factory, SystemClock())("acme", [new("a")])
+    assert "read-only" in caught.value.message
+    with pytest.raises(StorageUnavailable):
+        IssueToken(factory, SystemClock())("acme", "n", frozenset({Scope.EVENTS_READ}))
+    CheckReadiness(factory)()
+    assert stored_log(factory, "acme") == []
+
+
+@pytest.mark.postgres
+def test_an_unreachable_postgres_server_is_unavailable_without_leaking_the_url(
+    engines: Callable[..., sa.Engine], postgres_url: str
+) -> None:
+    url = "postgresql://auditor:s3cret-pw@127.0.0.1:1/nowhere"
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as caught:
+        CheckReadiness(SqlUnitOfWorkFactory(engines(url)))()
+    assert time.monotonic() - started < 15
+    assert_clean_message(caught.value, "s3cret-pw", "auditor", "nowhere")
+
+
+@pytest.mark.postgres
+def test_postgres_connections_lost_are_replaced(
+    postgres_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(postgres_url)
+    factory = SqlUnitOfWorkFactory(engines(postgres_url))
+    record = RecordEvents(factory, SystemClock())
+    record("acme", [new("a")])
+    admin = engines(postgres_url)
+    name = make_url(postgres_url).database
+
+    def kill_other_connections() -> None:
+        with admin.connect() as connection:
+            connection.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            connection.commit()
+
+    # Between units of work: the pool's pre-ping notices and reconnects, nobody sees it.
+    kill_other_connections()
+    assert record("acme", [new("b")])[0].event.seq == 2
+
+    # In the middle of one: that work fails as unavailable, and the next succeeds.
+    def lose_connection_midway() -> None:
+        with factory(write=True) as uow:
+            uow.events.lock_head("acme")
+            kill_other_connections()
+            uow.events.existing("acme", ["c"])
+
+    with pytest.raises(StorageUnavailable):
+        lose_connection_midway()
+    assert record("acme", [new("c")])[0].event.seq == 3
+    assert VerifyChain(factory)("acme").valid
