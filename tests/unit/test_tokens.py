@@ -19,7 +19,7 @@ from audit.application.tokens import (
     RevokeToken,
     parse_scopes,
 )
-from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.errors import Forbidden, InvalidParameter, NotFound, ValidationFailed
 from audit.domain.tokens import Principal, Scope
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
@@ -78,7 +78,8 @@ def test_every_token_gets_its_own_id_and_secret(issue: IssueToken) -> None:
 def test_a_bad_tenant_name_or_scope_set_is_refused_and_nothing_stored(
     issue: IssueToken, store: InMemoryStore, tenant: str, name: str, scopes: frozenset[Scope]
 ) -> None:
-    with pytest.raises(InvalidParameter):
+    # The tenant comes from the operator or the caller's token; name and scopes from a body.
+    with pytest.raises(InvalidParameter if tenant != "acme" else ValidationFailed):
         issue(tenant, name, scopes)
     assert store.tokens == {}
 
@@ -99,9 +100,21 @@ def test_a_tenant_with_a_trailing_newline_is_refused(
 def test_an_expiry_that_is_not_in_the_future_is_refused(
     issue: IssueToken, store: InMemoryStore, delta: timedelta
 ) -> None:
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(ValidationFailed) as info:
         issue("acme", "ci", READ, expires_at=NOW + delta)
+    assert [p.field for p in info.value.problems] == ["expires_at"]
     assert store.tokens == {}
+
+
+def test_a_token_grants_no_scope_it_does_not_hold(issue: IssueToken, store: InMemoryStore) -> None:
+    admin_only = frozenset({Scope.TOKENS_ADMIN})
+    with pytest.raises(Forbidden, match="events:write"):
+        issue("acme", "ci", frozenset({Scope.EVENTS_WRITE}), granted_by=admin_only)
+    assert store.tokens == {}
+    both = frozenset({Scope.TOKENS_ADMIN, Scope.EVENTS_WRITE})
+    assert issue("acme", "ci", frozenset({Scope.EVENTS_WRITE}), granted_by=both).token.scopes == {
+        Scope.EVENTS_WRITE
+    }
 
 
 # --- parse_scopes ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from audit.application.ports import Clock, UnitOfWorkFactory
-from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.errors import Forbidden, InvalidParameter, NotFound, Problem, ValidationFailed
 from audit.domain.tokens import (
     ALL_SCOPES,
     TENANT_RE,
@@ -76,16 +76,24 @@ class IssueToken:
         name: str,
         scopes: frozenset[Scope],
         expires_at: datetime | None = None,
+        granted_by: frozenset[Scope] | None = None,
     ) -> IssuedToken:
+        """`granted_by`: the scopes of the token asking; a token grants no more than it holds."""
         if not TENANT_RE.fullmatch(tenant):
             raise InvalidParameter("tenant must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        problems = []
         if not 1 <= len(name) <= TOKEN_NAME_MAX:
-            raise InvalidParameter(f"name must be 1 to {TOKEN_NAME_MAX} characters long")
+            problems.append(Problem("name", f"must be 1 to {TOKEN_NAME_MAX} characters long"))
         if not scopes:
-            raise InvalidParameter("a token needs at least one scope")
+            problems.append(Problem("scopes", "a token needs at least one scope"))
         now = self._clock.now()
         if expires_at is not None and expires_at <= now:
-            raise InvalidParameter("expires_at must be in the future")
+            problems.append(Problem("expires_at", "must be in the future"))
+        if problems:
+            raise ValidationFailed(problems, "the token request is invalid")
+        if granted_by is not None and not scopes <= granted_by:
+            missing = ", ".join(sorted(scopes - granted_by))
+            raise Forbidden(f"a token cannot grant scopes it does not hold: {missing}")
         with self._uow(write=True) as uow:
             issued = _new_token(tenant, name, scopes, now, expires_at)
             uow.tokens.add(issued.token)

@@ -44,6 +44,12 @@ class PayloadTooLarge(AuditError):
     code = "payload_too_large"
 
 
+class Forbidden(AuditError):
+    """The caller may not do this, whoever they are in their tenant."""
+
+    code = "forbidden"
+
+
 class Conflict(AuditError):
     code = "conflict"
 

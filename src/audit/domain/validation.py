@@ -9,6 +9,7 @@ import ipaddress
 import json
 import math
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import rfc8785
@@ -17,6 +18,7 @@ from audit.domain import rules
 from audit.domain.errors import MalformedJson, PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import NewEvent, Party, Source
 from audit.domain.time import parse_rfc3339
+from audit.domain.tokens import TOKEN_NAME_MAX, Scope
 
 
 def _reject_constant(name: str) -> Any:
@@ -50,7 +52,8 @@ def decode_json(body: bytes) -> Any:
         raise MalformedJson(f"the body is not valid JSON: {exc}") from None
 
 
-def _string_problem(value: str) -> str | None:
+def string_problem(value: str) -> str | None:
+    """Why a string cannot be stored (NUL, lone surrogates), or None."""
     if "\x00" in value:
         return "must not contain NUL characters"
     try:
@@ -91,7 +94,7 @@ class _Parser:
         if not isinstance(value, str):
             self.problem(field, "must be a string")
             return None
-        bad = _string_problem(value)
+        bad = string_problem(value)
         if bad:
             self.problem(field, bad)
             return None
@@ -139,7 +142,7 @@ class _Parser:
             self.problem("source", "must be an object")
             return Source()
         self.unknown_fields(value, rules.SOURCE_FIELDS, "source.")
-        ip = self.string(value, "ip", "source.ip", max_len=64)
+        ip = self.string(value, "ip", "source.ip", max_len=rules.IP_MAX)
         if ip is not None:
             try:
                 ipaddress.ip_address(ip)
@@ -163,7 +166,7 @@ class _Parser:
         while stack:
             item, field, depth = stack.pop()
             if isinstance(item, str):
-                bad = _string_problem(item)
+                bad = string_problem(item)
                 if bad:
                     self.problem(field, bad)
             elif isinstance(item, bool) or item is None:
@@ -180,7 +183,7 @@ class _Parser:
                 stack.extend((v, f"{field}[{i}]", depth + 1) for i, v in enumerate(item))
             elif isinstance(item, dict):
                 for key, v in item.items():
-                    bad = _string_problem(key)
+                    bad = string_problem(key)
                     if bad:
                         self.problem(field, f"keys {bad}")
                     else:
@@ -209,7 +212,7 @@ class _Parser:
             actor = self.party(obj["actor"], "actor")
         targets = self.targets(obj.get("targets"))
         occurred_at = None
-        raw_time = self.string(obj, "occurred_at", "occurred_at", max_len=64)
+        raw_time = self.string(obj, "occurred_at", "occurred_at", max_len=rules.TIME_MAX)
         if raw_time is not None:
             try:
                 occurred_at = parse_rfc3339(raw_time)
@@ -268,3 +271,60 @@ def parse_batch(items: Any) -> list[NewEvent]:
     if problems:
         raise ValidationFailed(problems, f"{len(problems)} problem(s) in the batch")
     return events
+
+
+TOKEN_FIELDS = ("name", "scopes", "expires_at")
+_SCOPE_NAMES = tuple(str(scope) for scope in Scope)
+
+
+def parse_token_request(body: Any) -> tuple[str, frozenset[Scope], datetime | None]:
+    """Validate `{"name", "scopes", "expires_at"?}`, naming every problem."""
+    invalid = "the token request is invalid"
+    if not isinstance(body, dict):
+        raise ValidationFailed([Problem(field="", message="must be a JSON object")], invalid)
+    problems = [Problem(field=k, message="unknown field") for k in body if k not in TOKEN_FIELDS]
+
+    name = ""
+    raw_name = body.get("name")
+    if raw_name is None:
+        problems.append(Problem(field="name", message="is required"))
+    elif not isinstance(raw_name, str):
+        problems.append(Problem(field="name", message="must be a string"))
+    elif bad := string_problem(raw_name):
+        problems.append(Problem(field="name", message=bad))
+    elif not 1 <= len(raw_name) <= TOKEN_NAME_MAX:
+        problems.append(
+            Problem(field="name", message=f"must be 1 to {TOKEN_NAME_MAX} characters long")
+        )
+    else:
+        name = raw_name
+
+    scopes: set[Scope] = set()
+    raw_scopes = body.get("scopes")
+    if not isinstance(raw_scopes, list) or not raw_scopes:
+        problems.append(Problem(field="scopes", message="must be a non-empty list of scopes"))
+    else:
+        for i, item in enumerate(raw_scopes):
+            if isinstance(item, str) and item in _SCOPE_NAMES:
+                scopes.add(Scope(item))
+            else:
+                problems.append(
+                    Problem(
+                        field=f"scopes[{i}]", message=f"must be one of {', '.join(_SCOPE_NAMES)}"
+                    )
+                )
+
+    expires_at = None
+    raw_expiry = body.get("expires_at")
+    if raw_expiry is not None:
+        if not isinstance(raw_expiry, str):
+            problems.append(Problem(field="expires_at", message="must be a string"))
+        else:
+            try:
+                expires_at = parse_rfc3339(raw_expiry)
+            except ValueError as exc:
+                problems.append(Problem(field="expires_at", message=str(exc)))
+
+    if problems:
+        raise ValidationFailed(problems, invalid)
+    return name, frozenset(scopes), expires_at

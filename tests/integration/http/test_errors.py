@@ -233,7 +233,7 @@ OPERATIONS: list[tuple[str, str, Scope, dict[str, Any] | None]] = [
     ("GET", "/v1/events/e1", Scope.EVENTS_READ, None),
     ("GET", "/v1/export", Scope.EVENTS_READ, None),
     ("GET", "/v1/verify", Scope.EVENTS_READ, None),
-    ("POST", "/v1/tokens", Scope.TOKENS_ADMIN, {"name": "n", "scopes": ["events:read"]}),
+    ("POST", "/v1/tokens", Scope.TOKENS_ADMIN, {"name": "n", "scopes": ["tokens:admin"]}),
     ("GET", "/v1/tokens", Scope.TOKENS_ADMIN, None),
     ("DELETE", "/v1/tokens/tok_1", Scope.TOKENS_ADMIN, None),
     ("GET", "/metrics", Scope.METRICS_READ, None),

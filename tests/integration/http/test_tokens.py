@@ -23,7 +23,7 @@ TOKEN_KEYS = {"id", "name", "tenant", "scopes", "created_at", "expires_at"}
 def test_a_token_lives_from_creation_to_revocation(
     client: FlaskClient, auth_headers: AuthHeaders
 ) -> None:
-    admin = auth_headers(Scope.TOKENS_ADMIN)
+    admin = auth_headers()
     response = client.post(
         "/v1/tokens",
         json={"name": "ingest", "scopes": ["events:write", "events:read", "events:write"]},
@@ -70,7 +70,7 @@ def test_tokens_are_made_and_listed_in_the_callers_tenant_only(
 ) -> None:
     acme = auth_headers(Scope.TOKENS_ADMIN, tenant="acme")
     globex = auth_headers(Scope.TOKENS_ADMIN, tenant="globex")
-    made = client.post("/v1/tokens", json={"name": "n", "scopes": ["events:read"]}, headers=globex)
+    made = client.post("/v1/tokens", json={"name": "n", "scopes": ["tokens:admin"]}, headers=globex)
     assert made.get_json()["tenant"] == "globex"
     assert {t["tenant"] for t in client.get("/v1/tokens", headers=acme).get_json()["tokens"]} == {
         "acme"
@@ -86,7 +86,7 @@ def test_tokens_are_made_and_listed_in_the_callers_tenant_only(
 def test_a_token_expires_when_it_says(
     client: FlaskClient, auth_headers: AuthHeaders, clock: FixedClock
 ) -> None:
-    admin = auth_headers(Scope.TOKENS_ADMIN)
+    admin = auth_headers()
     body = {"name": "brief", "scopes": ["events:read"], "expires_at": "2026-11-28T12:00:00+01:00"}
     response = client.post("/v1/tokens", json=body, headers=admin)
     assert response.status_code == 201, response.get_json()
@@ -103,3 +103,20 @@ def test_a_token_expires_when_it_says(
         client.post("/v1/tokens", json=body, headers=admin), 422, "validation_error"
     )
     assert error["details"][0]["field"] == "expires_at"
+
+
+def test_a_token_cannot_grant_a_scope_it_does_not_hold(
+    client: FlaskClient, auth_headers: AuthHeaders
+) -> None:
+    admin = auth_headers(Scope.TOKENS_ADMIN)
+    refused = client.post(
+        "/v1/tokens", json={"name": "ingest", "scopes": ["events:write"]}, headers=admin
+    )
+    assert_error(refused, 403, "forbidden")
+    assert "events:write" in refused.get_json()["error"]["message"]
+    listed = client.get("/v1/tokens", headers=admin).get_json()["tokens"]
+    assert "ingest" not in [t["name"] for t in listed]
+    granted = client.post(
+        "/v1/tokens", json={"name": "deputy", "scopes": ["tokens:admin"]}, headers=admin
+    )
+    assert granted.status_code == 201

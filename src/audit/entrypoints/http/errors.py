@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from audit.domain.errors import (
     AuditError,
     Conflict,
+    Forbidden,
     InvalidParameter,
     MalformedJson,
     NotFound,
@@ -24,6 +25,7 @@ from audit.entrypoints.http.responses import error_response
 STATUS_BY_CODE: dict[str, int] = {
     MalformedJson.code: 400,
     InvalidParameter.code: 400,
+    Forbidden.code: 403,
     NotFound.code: 404,
     Conflict.code: 409,
     PayloadTooLarge.code: 413,
