@@ -103,8 +103,9 @@ class InMemoryTokenRepository:
         return sorted(tokens, key=lambda t: (t.created_at, t.id))
 
     def revoke(self, token_id: str, at: datetime) -> None:
-        token = self._current()[token_id]
-        self.pending[token_id] = attrs.evolve(token, revoked_at=at)
+        token = self._current().get(token_id)
+        if token is not None:
+            self.pending[token_id] = attrs.evolve(token, revoked_at=at)
 
     def touch(self, token_id: str, at: datetime) -> None:
         token = self._current().get(token_id)

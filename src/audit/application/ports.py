@@ -66,8 +66,11 @@ class TokenRepository(Protocol):
 class UnitOfWork(Protocol):
     """One transaction. Rolls back on exit unless `commit()` was called."""
 
-    events: EventRepository
-    tokens: TokenRepository
+    @property
+    def events(self) -> EventRepository: ...
+
+    @property
+    def tokens(self) -> TokenRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -75,7 +75,7 @@ def parse_filter(params: dict[str, str | None]) -> EventFilter:
 
 @attrs.frozen
 class PageRequest:
-    limit: int
+    limit: int = attrs.field(validator=attrs.validators.ge(1))
     order: Order = "desc"
     after_seq: int | None = None
     through_seq: int | None = None

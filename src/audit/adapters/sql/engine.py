@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import weakref
 from typing import Any
 
@@ -92,7 +93,7 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor, lock_timeout_ms / 1000)
             # FULL: a commit is on disk before it returns, even in WAL mode.
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -108,6 +109,25 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _use_wal(cursor: Any, timeout_s: float) -> None:
+    """Put the file in WAL mode (it stays so): readers then never wait for the writer.
+
+    Switching takes an exclusive lock for which SQLite does not call the busy handler, so
+    connections racing to open a new file retry here, up to the busy timeout.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _postgres_engine(url: URL, lock_timeout_ms: int, pool_size: int) -> Engine:

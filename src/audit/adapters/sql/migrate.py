@@ -33,7 +33,7 @@ def upgrade_schema(url: str, *, lock_timeout_ms: int = MIGRATION_LOCK_TIMEOUT_MS
     """
     parsed = parse_database_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine_for(url, lock_timeout_ms=lock_timeout_ms)
     try:
         with engine.connect() as connection:

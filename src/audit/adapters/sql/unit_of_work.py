@@ -74,8 +74,10 @@ class SqlUnitOfWork:
         return self._connection
 
     def commit(self) -> None:
-        """Commit; returns once the work is durable (SQLite synchronous=FULL, PostgreSQL's
-        synchronous_commit)."""
+        """Commit; returns only once the work is durable.
+
+        SQLite runs with synchronous=FULL; PostgreSQL with its default synchronous_commit.
+        """
         self._require().commit()
         self.committed = True
 
