@@ -92,7 +92,7 @@ def append(
                 for n, e in enumerate(events, start=1)
             ],
         )
-        uow.events.add(tenant, sealed, [e.fingerprint() for e in events])
+        uow.events.add(tenant, sealed, [e.fingerprint() for e in events], [])
         if commit:
             uow.commit()
     return sealed
@@ -266,7 +266,7 @@ def test_an_exception_rolls_everything_back(storage: UnitOfWorkFactory) -> None:
             event = UnsealedEvent.place(
                 new("a"), event_id="a", seq=1, tenant="acme", received_at=T0
             )
-            uow.events.add("acme", seal(head, [event]), ["fp"])
+            uow.events.add("acme", seal(head, [event]), ["fp"], [])
             uow.tokens.add(token)
             raise RuntimeError("boom")
 
@@ -686,7 +686,7 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             assert compare_metadata(context, metadata) == []
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0001",)
+                ("0002",)
             ]
             if connection.dialect.name == "postgresql":
                 # compare_metadata does not compare collations; the prefix range needs "C".
@@ -737,7 +737,7 @@ def fill_for_planning(engine: sa.Engine, count: int = 4000) -> None:
 
     with engine.begin() as connection:
         events = [event(n) for n in range(count)]
-        SqlEventRepository(connection).add("acme", events, ["fp"] * count)
+        SqlEventRepository(connection).add("acme", events, ["fp"] * count, [])
     with engine.begin() as connection:
         connection.exec_driver_sql("ANALYZE")
 
@@ -790,3 +790,167 @@ def test_existing_asks_in_one_query(database_url: str) -> None:
         assert len([s for s in statements if "FROM events" in s]) == 1
     finally:
         engine.dispose()
+
+
+# --- the Merkle tree kept beside the log ---------------------------------------------------
+
+
+def _tree_setup(storage: UnitOfWorkFactory, clock: FixedClock, sizes: Sequence[int]) -> Any:
+    record = RecordEvents(storage, clock)
+    n = 0
+    for size in sizes:
+        record("acme", [new(f"t-{n + k}") for k in range(size)])
+        n += size
+    record("globex", [new("t-0")])  # another tenant's tree stays apart
+    return _identity()[0], n
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str]] = []
+
+    def publish(self, tenant: str, note: str) -> None:
+        self.published.append((tenant, note))
+
+
+@pytest.mark.parametrize("sizes", [[1], [1, 1, 1], [3, 5, 1, 8, 2], [37], [1] * 9 + [20]])
+def test_the_tree_kept_on_append_gives_the_rfc9162_root_and_proofs(
+    storage: UnitOfWorkFactory, clock: FixedClock, sizes: list[int]
+) -> None:
+    from audit.application.proofs import ProveConsistency, ProveInclusion, SignCheckpoint
+    from audit.domain.tree import event_leaf
+    from audit.verify import (
+        open_checkpoint,
+        parse_vkey,
+        root_from_leaf_hashes,
+        verify_consistency,
+        verify_inclusion,
+    )
+
+    identity, total = _tree_setup(storage, clock, sizes)
+    verifier = parse_vkey(identity.signer.vkey)
+    leaves = [event_leaf(e.hash) for e in all_events(storage, "acme")]
+    assert len(leaves) == total
+    sink = _Sink()
+    sign = SignCheckpoint(storage, identity, sink)
+    for size in range(1, total + 1):
+        checkpoint = open_checkpoint(sign("acme", size), verifier, "example.org/audit/acme")
+        assert (checkpoint.size, checkpoint.root_hash) == (
+            size,
+            root_from_leaf_hashes(leaves[:size]),
+        )
+    assert sink.published == []
+    latest = open_checkpoint(sign("acme"), verifier)
+    assert latest.size == total
+    assert [t for t, _ in sink.published] == ["acme"]
+
+    prove = ProveInclusion(storage, identity)
+    for index in range(total):
+        proof = prove("acme", f"t-{index}")
+        assert (proof.leaf_index, proof.tree_size) == (index, total)
+        root = open_checkpoint(proof.checkpoint, verifier).root_hash
+        verify_inclusion(leaves[index], index, total, proof.hashes, root)
+    consistency = ProveConsistency(storage)
+    for first in range(1, total + 1):
+        hashes = consistency("acme", first, total)
+        verify_consistency(
+            first,
+            total,
+            root_from_leaf_hashes(leaves[:first]),
+            root_from_leaf_hashes(leaves),
+            hashes,
+        )
+
+
+def test_proof_sizes_outside_the_log_are_invalid(
+    storage: UnitOfWorkFactory, clock: FixedClock
+) -> None:
+    from audit.application.proofs import ProveConsistency, ProveInclusion, SignCheckpoint
+    from audit.domain.errors import InvalidParameter
+
+    identity, _ = _tree_setup(storage, clock, [5])
+    sign = SignCheckpoint(storage, identity, _Sink())
+    for size in (0, 6, -1):
+        with pytest.raises(InvalidParameter):
+            sign("acme", size)
+    prove = ProveInclusion(storage, identity)
+    with pytest.raises(InvalidParameter):
+        prove("acme", "t-3", 3)  # seq 4 is not in the tree of size 3
+    with pytest.raises(NotFound):
+        prove("globex", "t-3")
+    consistency = ProveConsistency(storage)
+    for first, second in ((0, 5), (3, 2), (1, 6)):
+        with pytest.raises(InvalidParameter):
+            consistency("acme", first, second)
+    assert consistency("acme", 5, 5) == []
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_upgrading_a_log_written_before_the_tree_builds_its_tree(
+    request: pytest.FixtureRequest, backend: str, clock: FixedClock
+) -> None:
+    from audit.adapters.sql.rows import event_row
+    from audit.application.proofs import SignCheckpoint
+    from audit.domain.tree import event_leaf
+    from audit.verify import open_checkpoint, parse_vkey, root_from_leaf_hashes
+
+    url: str = request.getfixturevalue(f"{backend}_url")
+    upgrade_schema(url, revision="0001")
+    engine = create_engine_for(url)
+    try:
+        # Revision 0001 has no merkle_nodes table: write as that version did.
+        with engine.begin() as connection:
+            head = ChainHead()
+            for tenant, count in (("acme", 300), ("globex", 7)):
+                events = seal(
+                    head,
+                    [
+                        UnsealedEvent.place(
+                            new(f"old-{i}"),
+                            event_id=f"old-{i}",
+                            seq=i + 1,
+                            tenant=tenant,
+                            received_at=T0,
+                        )
+                        for i in range(count)
+                    ],
+                )
+                connection.execute(
+                    sa.insert(metadata.tables["events"]),
+                    [event_row(tenant, e, "fp") for e in events],
+                )
+                connection.execute(
+                    sa.insert(metadata.tables["chain_heads"]).values(
+                        tenant=tenant, seq=events[-1].seq, hash=events[-1].hash
+                    )
+                )
+        upgrade_schema(url)
+        storage = SqlUnitOfWorkFactory(engine)
+        identity, _ = _identity()
+        for tenant, count in (("acme", 300), ("globex", 7)):
+            leaves = [event_leaf(e.hash) for e in all_events(storage, tenant)]
+            note = SignCheckpoint(storage, identity, _Sink())(tenant)
+            checkpoint = open_checkpoint(note, parse_vkey(identity.signer.vkey))
+            assert checkpoint.size == count
+            assert checkpoint.root_hash == root_from_leaf_hashes(leaves)
+        # ... and appending after the upgrade goes on from the backfilled frontier.
+        RecordEvents(storage, clock)("acme", [new("after-upgrade")])
+        leaves = [event_leaf(e.hash) for e in all_events(storage, "acme")]
+        note = SignCheckpoint(storage, identity, _Sink())("acme")
+        assert open_checkpoint(note, parse_vkey(identity.signer.vkey)).root_hash == (
+            root_from_leaf_hashes(leaves)
+        )
+    finally:
+        engine.dispose()
+
+
+def _identity() -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit.adapters.signing import Ed25519NoteSigner
+    from audit.application.proofs import LogIdentity
+
+    signer = Ed25519NoteSigner("example.org/audit", Ed25519PrivateKey.generate())
+    return LogIdentity("example.org/audit", signer), None

@@ -27,6 +27,7 @@ class InMemoryStore:
         self.write_lock = threading.Lock()
         self.logs: dict[str, list[Event]] = {}
         self.heads: dict[str, ChainHead] = {}
+        self.subtrees: dict[tuple[str, int, int], bytes] = {}
         self.by_id: dict[tuple[str, str], tuple[Event, str]] = {}
         self.tokens: dict[str, Token] = {}
 
@@ -35,6 +36,7 @@ class InMemoryEventRepository:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
         self.pending: list[tuple[str, Event, str]] = []
+        self.pending_subtrees: dict[tuple[str, int, int], bytes] = {}
 
     def head(self, tenant: str) -> ChainHead:
         return self._store.heads.get(tenant, ChainHead())
@@ -51,10 +53,27 @@ class InMemoryEventRepository:
                 found[event_id] = stored
         return found
 
-    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
+    def add(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        fingerprints: Sequence[str],
+        subtrees: Sequence[tuple[int, int, bytes]],
+    ) -> None:
         self.pending.extend(
             (tenant, event, fp) for event, fp in zip(events, fingerprints, strict=True)
         )
+        self.pending_subtrees.update(((tenant, lv, ix), h) for lv, ix, h in subtrees)
+
+    def subtree_hashes(
+        self, tenant: str, coords: Collection[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        stored = self._store.subtrees
+        return {c: stored[(tenant, *c)] for c in coords if (tenant, *c) in stored}
+
+    def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:
+        log = self._store.logs.get(tenant, [])
+        return {s: log[s - 1].hash for s in seqs if 0 < s <= len(log)}
 
     def get(self, tenant: str, event_id: str) -> Event | None:
         stored = self._store.by_id.get((tenant, event_id))
@@ -151,13 +170,16 @@ class InMemoryUnitOfWork:
             # Replace the list rather than extend it, so readers iterate a snapshot.
             store.logs[tenant] = [*store.logs.get(tenant, ()), *events]
             store.heads[tenant] = ChainHead(events[-1].seq, events[-1].hash)
+        store.subtrees.update(self.events.pending_subtrees)
         store.tokens = {**store.tokens, **self.tokens.pending}
         self.events.pending = []
+        self.events.pending_subtrees = {}
         self.tokens.pending = {}
         self.committed = True
 
     def rollback(self) -> None:
         self.events.pending = []
+        self.events.pending_subtrees = {}
         self.tokens.pending = {}
 
     def ping(self) -> None:

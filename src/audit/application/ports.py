@@ -28,8 +28,25 @@ class EventRepository(Protocol):
         """The stored events among `ids`, each with the fingerprint of its content."""
         ...
 
-    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
-        """Append sealed events (consecutive seqs after the head) and advance the head."""
+    def add(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        fingerprints: Sequence[str],
+        subtrees: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        """Append sealed events (consecutive seqs after the head), advance the head, and
+        keep the Merkle subtrees (level, index, hash) their leaves completed."""
+        ...
+
+    def subtree_hashes(
+        self, tenant: str, coords: Collection[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        """Stored hashes of perfect subtrees of level >= 1, by (level, index)."""
+        ...
+
+    def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:
+        """The chain hashes of the events with these seqs."""
         ...
 
     def get(self, tenant: str, event_id: str) -> Event | None: ...
@@ -96,6 +113,28 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self, write: bool = False) -> UnitOfWork:
         """A new unit of work; `write=True` when it will append or change anything."""
         ...
+
+
+class Signer(Protocol):
+    """Signs C2SP notes with the log's key; the key never leaves it."""
+
+    @property
+    def key_name(self) -> str: ...
+
+    @property
+    def vkey(self) -> str:
+        """The verifier key in the signed-note format."""
+        ...
+
+    def sign(self, text: str) -> str:
+        """The signed note of `text` (which ends in a newline)."""
+        ...
+
+
+class CheckpointSink(Protocol):
+    """Where checkpoints go as they are made, for an operator to ship elsewhere."""
+
+    def publish(self, tenant: str, note: str) -> None: ...
 
 
 class Clock(Protocol):

@@ -11,6 +11,7 @@ from audit.domain.chain import seal
 from audit.domain.errors import Conflict, Problem, ValidationFailed
 from audit.domain.events import Event, NewEvent, UnsealedEvent
 from audit.domain.ids import new_event_id
+from audit.domain.tree import grow, stored_frontier
 
 
 @attrs.frozen
@@ -60,7 +61,9 @@ class RecordEvents:
                 ),
             )
             if sealed:
-                uow.events.add(tenant, sealed, [fingerprints[i] for i in fresh])
+                frontier = uow.events.subtree_hashes(tenant, stored_frontier(head.seq))
+                subtrees = grow(head.seq, head.hash, frontier, (e.hash for e in sealed))
+                uow.events.add(tenant, sealed, [fingerprints[i] for i in fresh], subtrees)
                 uow.commit()
         by_id = {e.id: e for e in sealed}
         results = []

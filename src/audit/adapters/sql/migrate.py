@@ -24,7 +24,9 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade_schema(url: str, *, lock_timeout_ms: int = MIGRATION_LOCK_TIMEOUT_MS) -> None:
+def upgrade_schema(
+    url: str, *, lock_timeout_ms: int = MIGRATION_LOCK_TIMEOUT_MS, revision: str = "head"
+) -> None:
     """Create or upgrade the schema at `url` to the newest revision, in one transaction.
 
     Servers starting together take turns, each waiting up to `lock_timeout_ms` for the
@@ -47,6 +49,6 @@ def upgrade_schema(url: str, *, lock_timeout_ms: int = MIGRATION_LOCK_TIMEOUT_MS
                 config = alembic_config()
                 # Alembic joins the transaction already open on this connection.
                 config.attributes["connection"] = connection
-                command.upgrade(config, "head")
+                command.upgrade(config, revision)
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from audit.adapters.sql.rows import event_row, event_target_rows, row_event, row_token, token_row
-from audit.adapters.sql.schema import chain_heads, event_targets, tokens
+from audit.adapters.sql.schema import chain_heads, event_targets, merkle_nodes, tokens
 from audit.adapters.sql.schema import events as events_table
 from audit.domain.chain import GENESIS_HASH, ChainHead
 from audit.domain.events import Event
@@ -79,9 +79,20 @@ class SqlEventRepository:
         ).mappings()
         return {row["id"]: (row_event(row), row["fingerprint"]) for row in rows}
 
-    def add(self, tenant: str, events: Sequence[Event], fingerprints: Sequence[str]) -> None:
+    def add(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        fingerprints: Sequence[str],
+        subtrees: Sequence[tuple[int, int, bytes]],
+    ) -> None:
         if not events:
             return
+        if subtrees:
+            self._conn.execute(
+                sa.insert(merkle_nodes),
+                [{"tenant": tenant, "level": lv, "idx": ix, "hash": h} for lv, ix, h in subtrees],
+            )
         self._conn.execute(
             sa.insert(events_table),
             [event_row(tenant, e, fp) for e, fp in zip(events, fingerprints, strict=True)],
@@ -99,6 +110,29 @@ class SqlEventRepository:
             self._conn.execute(
                 sa.insert(chain_heads).values(tenant=tenant, seq=last.seq, hash=last.hash)
             )
+
+    def subtree_hashes(
+        self, tenant: str, coords: Collection[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        if not coords:
+            return {}
+        c = merkle_nodes.c
+        rows = self._conn.execute(
+            sa.select(c.level, c.idx, c.hash).where(
+                c.tenant == tenant,
+                sa.or_(*(sa.and_(c.level == lv, c.idx == ix) for lv, ix in coords)),
+            )
+        )
+        return {(row.level, row.idx): bytes(row.hash) for row in rows}
+
+    def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:
+        if not seqs:
+            return {}
+        c = events_table.c
+        rows = self._conn.execute(
+            sa.select(c.seq, c.hash).where(c.tenant == tenant, c.seq.in_(builtins.list(seqs)))
+        )
+        return {row.seq: row.hash for row in rows}
 
     def get(self, tenant: str, event_id: str) -> Event | None:
         row = (

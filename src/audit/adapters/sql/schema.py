@@ -72,6 +72,18 @@ chain_heads = sa.Table(
     sa.PrimaryKeyConstraint("tenant", name="pk_chain_heads"),
 )
 
+# The hashes of complete Merkle subtrees of level >= 1 (RFC 9162): a root or a proof at
+# any size then reads O(log n) rows. Leaves are the events' own hashes.
+merkle_nodes = sa.Table(
+    "merkle_nodes",
+    metadata,
+    sa.Column("tenant", sa.Text(), nullable=False),
+    sa.Column("level", sa.SmallInteger(), nullable=False),
+    sa.Column("idx", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+    sa.PrimaryKeyConstraint("tenant", "level", "idx", name="pk_merkle_nodes"),
+)
+
 tokens = sa.Table(
     "tokens",
     metadata,
