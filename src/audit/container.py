@@ -7,10 +7,13 @@ from typing import Any
 
 from dependency_injector import containers, providers
 
+from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
 from audit.adapters.memory import InMemoryUnitOfWorkFactory
+from audit.adapters.signing import signer_from_settings
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for
 from audit.application.health import CheckReadiness
+from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
 from audit.application.querying import (
     ExportEvents,
     GetEvent,
@@ -30,6 +33,8 @@ from audit.application.tokens import (
 
 MEMORY_URL = "memory://"
 DEFAULT_DATABASE_URL = "sqlite:///audit.db"
+DEFAULT_ORIGIN = "localhost/audit"
+DEFAULT_SIGNING_KEY_FILE = "audit-signing.key"
 
 
 def storage_kind(url: str) -> str:
@@ -44,6 +49,18 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "database_url": url,
         "storage": storage_kind(url),
         "max_body_bytes": int(env.get("AUDIT_MAX_BODY_BYTES", 5 * 1024 * 1024)),
+        **signing_settings(env),
+    }
+
+
+def signing_settings(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The verifiable log's settings: origin prefix, signing key, checkpoint folder."""
+    env = dict(os.environ if env is None else env)
+    return {
+        "log_origin": env.get("AUDIT_LOG_ORIGIN") or DEFAULT_ORIGIN,
+        "signing_key_file": env.get("AUDIT_SIGNING_KEY_FILE") or DEFAULT_SIGNING_KEY_FILE,
+        "signing_key": env.get("AUDIT_SIGNING_KEY") or None,
+        "checkpoint_dir": env.get("AUDIT_CHECKPOINT_DIR") or None,
     }
 
 
@@ -77,6 +94,18 @@ class Container(containers.DeclarativeContainer):
     list_tokens = providers.Factory(ListTokens, uow=uow)
     revoke_token = providers.Factory(RevokeToken, uow=uow, clock=clock)
     check_readiness = providers.Factory(CheckReadiness, uow=uow)
+
+    # Made on first use, so a process that signs nothing never touches the key.
+    signer = providers.Singleton(
+        signer_from_settings, config.log_origin, config.signing_key_file, config.signing_key
+    )
+    log_identity = providers.Singleton(LogIdentity, config.log_origin, signer)
+    checkpoint_sink = providers.Singleton(make_checkpoint_sink, config.checkpoint_dir)
+    sign_checkpoint = providers.Factory(
+        SignCheckpoint, uow=uow, identity=log_identity, sink=checkpoint_sink
+    )
+    prove_inclusion = providers.Factory(ProveInclusion, uow=uow, identity=log_identity)
+    prove_consistency = providers.Factory(ProveConsistency, uow=uow)
 
 
 def build_container(settings: dict[str, Any] | None = None) -> Container:

@@ -85,3 +85,10 @@ def load_or_create_key(path: Path, seed_b64: str | None = None) -> Ed25519Privat
     except OSError as exc:
         raise SigningKeyError(f"cannot create the key file {path}: {exc}") from None
     return key
+
+
+def signer_from_settings(
+    key_name: str, key_file: str, seed_b64: str | None = None
+) -> Ed25519NoteSigner:
+    """The log's signer: the key from AUDIT_SIGNING_KEY, else from (or made in) `key_file`."""
+    return Ed25519NoteSigner(key_name, load_or_create_key(Path(key_file), seed_b64))

@@ -17,6 +17,7 @@ from audit.container import (
     MEMORY_URL,
     Container,
     build_container,
+    signing_settings,
     storage_kind,
 )
 from audit.domain.errors import AuditError
@@ -58,7 +59,11 @@ def database_url_option(func: F) -> F:
 
 
 def _settings(database_url: str) -> dict[str, Any]:
-    return {"database_url": database_url, "storage": storage_kind(database_url)}
+    return {
+        "database_url": database_url,
+        "storage": storage_kind(database_url),
+        **signing_settings(),
+    }
 
 
 def _sqlite_path(database_url: str) -> Path | None:
@@ -104,6 +109,8 @@ def serve(database_url: str, host: str, port: int, workers: int, threads: int) -
     if database_url == MEMORY_URL and workers > 1:
         raise click.ClickException("memory:// storage cannot be shared by several workers")
     container = _for_writing(database_url)
+    # Made (or read) once here, before the workers fork, so they all sign with one key.
+    signer = container.signer()
     issued = container.bootstrap_token()()
     if issued is not None:
         base = f"http://{host}:{port}"
@@ -118,6 +125,7 @@ def serve(database_url: str, host: str, port: int, workers: int, threads: int) -
             "This database already has tokens. Make another with: "
             "audit tokens create --tenant default --scope events:write --scope events:read"
         )
+    click.echo(f"Checkpoints are signed by {signer.vkey}")
     if database_url != MEMORY_URL:
         container.engine().dispose()  # the workers open their own connections after the fork
     sys.stdout.flush()
