@@ -22,7 +22,7 @@ from audit.application.querying import (
     QueryEvents,
     VerifyChain,
 )
-from audit.application.recording import RecordEvents
+from audit.application.recording import GroupCommit, RecordEvents
 from audit.application.tokens import (
     Authenticate,
     BootstrapToken,
@@ -81,7 +81,10 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Singleton(SqlUnitOfWorkFactory, engine),
     )
 
-    record_events = providers.Factory(RecordEvents, uow=uow, clock=clock)
+    # One per process: concurrent requests share a transaction and its fsync.
+    record_events = providers.Singleton(
+        GroupCommit, providers.Factory(RecordEvents, uow=uow, clock=clock)
+    )
     query_events = providers.Factory(QueryEvents, uow=uow)
     get_event = providers.Factory(GetEvent, uow=uow)
     export_events = providers.Factory(ExportEvents, uow=uow)

@@ -1,14 +1,20 @@
-"""RecordEvents: append events to a tenant's log, once each, all or nothing."""
+"""RecordEvents: append events to a tenant's log, once each, all or nothing.
+
+GroupCommit lets concurrent callers share one transaction, and so one fsync.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
 import attrs
 
-from audit.application.ports import Clock, UnitOfWorkFactory
-from audit.domain.chain import seal
-from audit.domain.errors import Conflict, Problem, ValidationFailed
+from audit.application.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from audit.domain.chain import ChainHead, seal
+from audit.domain.errors import AuditError, Conflict, Problem, ValidationFailed
 from audit.domain.events import Event, NewEvent, UnsealedEvent
 from audit.domain.ids import new_event_id
 from audit.domain.tree import grow, stored_frontier
@@ -22,11 +28,31 @@ class Recorded:
     created: bool
 
 
+class EventRecorder(Protocol):
+    """Records a tenant's events durably; one Recorded per event sent, in order."""
+
+    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]: ...
+
+
+@attrs.frozen
+class Submission:
+    """One request's events, checked on their own and given ids, ready to be appended."""
+
+    tenant: str
+    events: Sequence[NewEvent]
+    ids: list[str]
+    fingerprints: list[str]
+    first_of: list[int]  # for each event, the index of the first event with its id
+
+
+Outcome = list[Recorded] | AuditError
+
+
 class RecordEvents:
-    """Append a batch of validated events to a tenant's log in one transaction.
+    """Append validated events to a tenant's log in one transaction.
 
     Events whose id is already stored with the same content are duplicates and are not
-    stored again; an id stored with other content fails the whole batch with Conflict.
+    stored again; an id stored with other content fails the whole request with Conflict.
     Returns one Recorded per event sent, in order, once the transaction is durable.
     """
 
@@ -35,44 +61,100 @@ class RecordEvents:
         self._clock = clock
 
     def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
+        [outcome] = self.commit_group([self.submit(tenant, events)])
+        if isinstance(outcome, AuditError):
+            raise outcome
+        return outcome
+
+    def submit(self, tenant: str, events: Sequence[NewEvent]) -> Submission:
+        """Check a request on its own; ValidationFailed when it repeats an id with new content."""
         ids = [e.id if e.id is not None else new_event_id() for e in events]
         fingerprints = [e.fingerprint() for e in events]
-        first_of = _first_occurrences(ids, fingerprints)
+        return Submission(tenant, events, ids, fingerprints, _first_occurrences(ids, fingerprints))
+
+    def commit_group(self, group: Sequence[Submission]) -> list[Outcome]:
+        """Append several requests in ONE transaction, each all or nothing on its own.
+
+        A request that conflicts with what is stored (or with an earlier request of the
+        group) gets its Conflict and stores nothing; the others go on. A storage failure
+        raises, and then nothing of the group is stored.
+        """
+        tenants = sorted({s.tenant for s in group})
         with self._uow(write=True) as uow:
-            # Lock first: a concurrent request with the same id then waits and sees ours.
-            head = uow.events.lock_head(tenant)
-            stored = uow.events.existing(tenant, set(ids))
-            for event_id, fingerprint in zip(ids, fingerprints, strict=True):
-                if event_id in stored and stored[event_id][1] != fingerprint:
-                    raise Conflict(f"event {event_id!r} is already stored with other content")
-            fresh = [i for i in range(len(events)) if first_of[i] == i and ids[i] not in stored]
+            # Lock first, in one order (no deadlock between groups): a concurrent request
+            # with the same id then waits and sees ours.
+            start = {t: uow.events.lock_head(t) for t in tenants}
+            known = {
+                t: uow.events.existing(t, {i for s in group if s.tenant == t for i in s.ids})
+                for t in tenants
+            }
             received_at = self._clock.now()
-            sealed = seal(
-                head,
-                (
-                    UnsealedEvent.place(
-                        events[i],
-                        event_id=ids[i],
-                        seq=head.seq + n,
-                        tenant=tenant,
-                        received_at=received_at,
-                    )
-                    for n, i in enumerate(fresh, start=1)
-                ),
-            )
-            if sealed:
-                frontier = uow.events.subtree_hashes(tenant, stored_frontier(head.seq))
-                subtrees = grow(head.seq, head.hash, frontier, (e.hash for e in sealed))
-                uow.events.add(tenant, sealed, [fingerprints[i] for i in fresh], subtrees)
+            heads = dict(start)
+            appended: dict[str, list[tuple[Event, str]]] = {t: [] for t in tenants}
+            outcomes: list[Outcome] = []
+            for submission in group:
+                outcome = self._place(submission, heads, known[submission.tenant], received_at)
+                if isinstance(outcome, AuditError):
+                    outcomes.append(outcome)
+                    continue
+                recorded, fresh = outcome
+                appended[submission.tenant].extend(fresh)
+                outcomes.append(recorded)
+            for tenant, fresh_events in appended.items():
+                if fresh_events:
+                    self._append(uow, tenant, start[tenant], fresh_events)
+            if any(appended.values()):
                 uow.commit()
-        by_id = {e.id: e for e in sealed}
-        results = []
-        for i, event_id in enumerate(ids):
-            if event_id in stored:
-                results.append(Recorded(stored[event_id][0], created=False))
-            else:
-                results.append(Recorded(by_id[event_id], created=first_of[i] == i))
-        return results
+        return outcomes
+
+    @staticmethod
+    def _place(
+        submission: Submission,
+        heads: dict[str, ChainHead],
+        known: dict[str, tuple[Event, str]],
+        received_at: datetime,
+    ) -> tuple[list[Recorded], list[tuple[Event, str]]] | AuditError:
+        ids, fingerprints = submission.ids, submission.fingerprints
+        for event_id, fingerprint in zip(ids, fingerprints, strict=True):
+            if event_id in known and known[event_id][1] != fingerprint:
+                return Conflict(f"event {event_id!r} is already stored with other content")
+        fresh = [i for i in range(len(ids)) if submission.first_of[i] == i and ids[i] not in known]
+        head = heads[submission.tenant]
+        sealed = seal(
+            head,
+            (
+                UnsealedEvent.place(
+                    submission.events[i],
+                    event_id=ids[i],
+                    seq=head.seq + n,
+                    tenant=submission.tenant,
+                    received_at=received_at,
+                )
+                for n, i in enumerate(fresh, start=1)
+            ),
+        )
+        created = {e.id: e for e in sealed}
+        recorded = [
+            Recorded(created[event_id], submission.first_of[i] == i)
+            if event_id in created
+            else Recorded(known[event_id][0], created=False)
+            for i, event_id in enumerate(ids)
+        ]
+        pairs = [(event, fingerprints[i]) for event, i in zip(sealed, fresh, strict=True)]
+        # Later requests of the group see these as stored: a retry among them is a duplicate.
+        known.update((event.id, pair) for event, pair in zip(sealed, pairs, strict=True))
+        if sealed:
+            heads[submission.tenant] = ChainHead(sealed[-1].seq, sealed[-1].hash)
+        return recorded, pairs
+
+    @staticmethod
+    def _append(
+        uow: UnitOfWork, tenant: str, head: ChainHead, fresh: list[tuple[Event, str]]
+    ) -> None:
+        events = uow.events
+        frontier = events.subtree_hashes(tenant, stored_frontier(head.seq))
+        subtrees = grow(head.seq, head.hash, frontier, (e.hash for e, _ in fresh))
+        events.add(tenant, [e for e, _ in fresh], [fp for _, fp in fresh], subtrees)
 
 
 def _first_occurrences(ids: Sequence[str], fingerprints: Sequence[str]) -> list[int]:
@@ -97,3 +179,68 @@ def _first_occurrences(ids: Sequence[str], fingerprints: Sequence[str]) -> list[
     if problems:
         raise ValidationFailed(problems, "the batch repeats an id with different content")
     return result
+
+
+class _Waiting:
+    __slots__ = ("outcome", "submission")
+
+    def __init__(self, submission: Submission) -> None:
+        self.submission = submission
+        self.outcome: Outcome | BaseException | None = None
+
+
+class GroupCommit:
+    """Concurrent callers in one process share one transaction and one fsync.
+
+    Group commit as databases do it, with no thread of its own: the first caller to find
+    no commit under way leads, appending every request waiting at that moment (up to
+    `max_events`) in one transaction; the others wait for it. While a commit is on disk
+    new requests gather, so the busier the service the larger each group, and a lone
+    request waits for nothing. Each caller returns only once its own events are durable.
+    """
+
+    def __init__(self, record: RecordEvents, max_events: int = 5000) -> None:
+        self._record = record
+        self._max_events = max_events
+        self._changed = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._leading = False
+
+    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
+        waiting = _Waiting(self._record.submit(tenant, events))
+        with self._changed:
+            self._queue.append(waiting)
+            while waiting.outcome is None:
+                if self._leading:
+                    self._changed.wait()
+                else:
+                    self._lead()
+        outcome = waiting.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def _lead(self) -> None:
+        """Commit the requests at the head of the queue; called and returns holding the lock."""
+        group: list[_Waiting] = []
+        size = 0
+        while self._queue and (
+            not group or size + len(self._queue[0].submission.events) <= self._max_events
+        ):
+            item = self._queue.pop(0)
+            group.append(item)
+            size += len(item.submission.events)
+        self._leading = True
+        self._changed.release()
+        try:
+            outcomes: Sequence[Outcome | BaseException] = self._record.commit_group(
+                [w.submission for w in group]
+            )
+        except BaseException as exc:  # every waiter must learn of it
+            outcomes = [exc] * len(group)
+        finally:
+            self._changed.acquire()
+            self._leading = False
+        for item, outcome in zip(group, outcomes, strict=True):
+            item.outcome = outcome
+        self._changed.notify_all()

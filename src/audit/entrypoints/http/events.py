@@ -15,7 +15,7 @@ from audit.application.querying import (
     QueryEvents,
     VerifyChain,
 )
-from audit.application.recording import Recorded, RecordEvents
+from audit.application.recording import EventRecorder, Recorded
 from audit.container import Container
 from audit.domain.errors import Problem, ValidationFailed
 from audit.domain.tokens import Scope
@@ -68,7 +68,7 @@ def _batch_item(recorded: Recorded) -> dict[str, Any]:
 @blueprint.post("/events")
 @require(Scope.EVENTS_WRITE)
 @inject
-def record_events(record: RecordEvents = Provide[Container.record_events]) -> Response:
+def record_events(record: EventRecorder = Provide[Container.record_events]) -> Response:
     tenant = current_principal().tenant
     query_arguments(NO_PARAMETERS)
     body = json_body()
