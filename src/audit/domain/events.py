@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-import rfc8785
 
+from audit.domain.canonical import canonical_record
 from audit.domain.time import format_time
 
 
@@ -66,7 +66,7 @@ class NewEvent:
             "description": self.description,
             "metadata": dict(self.metadata),
         }
-        return hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+        return hashlib.sha256(canonical_record(content)).hexdigest()
 
 
 @attrs.frozen

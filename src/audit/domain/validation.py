@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import rfc8785
+import orjson
 
 from audit.domain import rules
+from audit.domain.canonical import canonical_json
 from audit.domain.errors import MalformedJson, PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import NewEvent, Party, Source
 from audit.domain.time import parse_rfc3339
@@ -190,12 +191,12 @@ class _Parser:
                         stack.append((v, f"{field}.{key}", depth + 1))
         if len(self.problems) != before:
             return {}
-        canonical = rfc8785.dumps(value)
+        canonical = canonical_json(value)
         if len(canonical) > rules.METADATA_MAX_BYTES:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
             return {}
         # A fresh copy in canonical form: the log never shares the caller's objects.
-        result: dict[str, Any] = json.loads(canonical)
+        result: dict[str, Any] = orjson.loads(canonical)
         return result
 
     def event(self, obj: Any) -> NewEvent | None:
