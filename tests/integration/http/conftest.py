@@ -1,13 +1,15 @@
 """The Flask app under test, its client, and tokens made through the IssueToken use case.
 
 Most tests run on the in-memory storage; those marked `support.on_every_storage` also
-run on a real SQLite file (and PostgreSQL when AUDIT_TEST_POSTGRES_URL is set).
+run on a real SQLite file (and PostgreSQL when AUDIT_TEST_POSTGRES_URL is set). The
+signing key is made in the test's own folder, never in the working directory.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,14 @@ from tests.integration.http.support import (
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import upgrade_schema
-from audit.container import MEMORY_URL, Container, build_container, storage_kind
+from audit.container import (
+    DEFAULT_ORIGIN,
+    MEMORY_URL,
+    Container,
+    build_container,
+    signing_settings,
+    storage_kind,
+)
 from audit.domain.tokens import ALL_SCOPES, Scope
 from audit.entrypoints.http import create_app
 
@@ -42,11 +51,37 @@ def database(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def settings(database: str) -> dict[str, Any]:
+def log_origin(request: pytest.FixtureRequest) -> str:
+    """The origin prefix: the default unless parametrised (indirect=True) with another."""
+    origin: str = getattr(request, "param", DEFAULT_ORIGIN)
+    return origin
+
+
+@pytest.fixture
+def checkpoint_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
+    """No checkpoint folder, unless parametrised (indirect=True) with a name under tmp_path."""
+    name: str | None = getattr(request, "param", None)
+    return tmp_path / name if name else None
+
+
+@pytest.fixture
+def signing_key_file(tmp_path: Path) -> Path:
+    return tmp_path / "keys" / "signing.key"
+
+
+@pytest.fixture
+def settings(
+    database: str, log_origin: str, checkpoint_dir: Path | None, signing_key_file: Path
+) -> dict[str, Any]:
+    # From the environment-free defaults, so a developer's AUDIT_* variables do not leak in.
     return {
+        **signing_settings({}),
         "database_url": database,
         "storage": storage_kind(database),
         "max_body_bytes": MAX_BODY_BYTES,
+        "log_origin": log_origin,
+        "signing_key_file": str(signing_key_file),
+        "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from tests.integration.http.support import AuthHeaders, Headers
+from tests.integration.http.support import AuthHeaders, Headers, event
 
 from audit.domain import rules
 from audit.domain.query import FILTER_PARAMETERS
@@ -28,12 +28,16 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("post", "/v1/tokens"): {"201", "400", "401", "403", "413", "415", "422", "503"},
     ("get", "/v1/tokens"): {"200", "400", "401", "403", "503"},
     ("delete", "/v1/tokens/{token_id}"): {"204", "400", "401", "403", "404", "503"},
+    ("get", "/v1/public-key"): {"200", "400"},
+    ("get", "/v1/checkpoint"): {"200", "400", "401", "403", "503"},
+    ("get", "/v1/events/{event_id}/proof"): {"200", "400", "401", "403", "404", "503"},
+    ("get", "/v1/consistency"): {"200", "400", "401", "403", "503"},
     ("get", "/healthz"): {"200"},
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200", "401", "403"},
     ("get", "/openapi.json"): {"200"},
 }
-PUBLIC = {"/healthz", "/readyz", "/openapi.json"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/v1/public-key"}
 
 # Valid values of every query parameter a route takes, to show each is accepted.
 EXAMPLES = {
@@ -47,6 +51,9 @@ EXAMPLES = {
     "limit": "10",
     "order": "asc",
     "format": "csv",
+    "size": "1",
+    "first": "1",
+    "second": "1",
 }
 
 
@@ -141,6 +148,45 @@ def test_every_query_parameter_the_views_accept_is_documented(document: dict[str
     exported = query_parameters(document, "get", "/v1/export")
     assert exported == {*FILTER_PARAMETERS, "format"}
     assert exported == {p.name for p in parameters.EXPORT_PARAMETERS}
+    for path, names in [
+        ("/v1/checkpoint", {"size"}),
+        ("/v1/events/{event_id}/proof", {"size"}),
+        ("/v1/consistency", {"first", "second"}),
+    ]:
+        assert query_parameters(document, "get", path) == names, path
+
+
+def test_the_consistency_sizes_are_documented_as_required(document: dict[str, Any]) -> None:
+    required = {
+        (path, p["name"]): p["required"]
+        for path in ("/v1/checkpoint", "/v1/events/{event_id}/proof", "/v1/consistency")
+        for p in operation(document, "get", path)["parameters"]
+        if p["in"] == "query"
+    }
+    assert required == {
+        ("/v1/checkpoint", "size"): False,
+        ("/v1/events/{event_id}/proof", "size"): False,
+        ("/v1/consistency", "first"): True,
+        ("/v1/consistency", "second"): True,
+    }
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/checkpoint", "/v1/events/{event_id}/proof", "/v1/consistency"]
+)
+def test_documented_proof_parameters_are_accepted_and_no_others(
+    client: FlaskClient, document: dict[str, Any], headers: Headers, path: str
+) -> None:
+    assert (
+        client.post("/v1/events", json={"id": "e1", **event()}, headers=headers).status_code == 201
+    )
+    url = path.replace("{event_id}", "e1")
+    # Together, since a consistency proof needs both of its sizes.
+    given = "&".join(f"{n}={EXAMPLES[n]}" for n in sorted(query_parameters(document, "get", path)))
+    response = client.get(f"{url}?{given}", headers=headers)
+    assert response.status_code == 200, (given, response.get_data(as_text=True))
+    response = client.get(f"{url}?{given}&undocumented=1", headers=headers)
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize(("path", "method"), [("/v1/events", "get"), ("/v1/export", "get")])

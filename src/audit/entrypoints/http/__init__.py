@@ -8,7 +8,7 @@ from flask import Flask, Response
 
 from audit.container import Container, build_container
 from audit.domain import rules
-from audit.entrypoints.http import events, metrics, openapi, operations, tokens
+from audit.entrypoints.http import events, metrics, openapi, operations, proofs, tokens
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
 
@@ -44,6 +44,6 @@ def create_app(container: Container | None = None) -> Flask:
     register_error_handlers(app)
     metrics.install(app)
     app.after_request(_no_store)
-    for module in (events, tokens, operations, openapi):
+    for module in (events, proofs, tokens, operations, openapi):
         app.register_blueprint(module.blueprint)
     return app

@@ -21,7 +21,14 @@ from audit.domain.tokens import TENANT_PATTERN, TOKEN_NAME_MAX, TOKEN_PREFIX, Sc
 from audit.entrypoints.formats import CSV_COLUMNS, EXPORT_FORMATS
 from audit.entrypoints.http.auth import required_scope
 from audit.entrypoints.http.errors import ERROR_CODES
-from audit.entrypoints.http.parameters import EXPORT_PARAMETERS, LIST_PARAMETERS
+from audit.entrypoints.http.parameters import (
+    CHECKPOINT_PARAMETERS,
+    CONSISTENCY_PARAMETERS,
+    EXPORT_PARAMETERS,
+    LIST_PARAMETERS,
+    PROOF_PARAMETERS,
+)
+from audit.entrypoints.http.proofs import ALGORITHM, CHECKPOINT_MEDIA_TYPE
 from audit.entrypoints.http.responses import JSON, json_response
 
 blueprint = Blueprint("openapi", __name__)
@@ -67,6 +74,20 @@ def _closed(properties: Mapping[str, Any], required: list[str]) -> dict[str, Any
 
 
 _HASH = {"type": "string", "pattern": f"^[0-9a-f]{{{len(GENESIS_HASH)}}}$"}
+# A Merkle tree node (SHA-256, 32 bytes) in standard base64.
+_NODE_HASH = {
+    "type": "string",
+    "contentEncoding": "base64",
+    "pattern": "^[A-Za-z0-9+/]{43}=$",
+}
+_SIGNED_CHECKPOINT = {
+    "type": "string",
+    "description": (
+        "A C2SP signed note (tlog-checkpoint): `<origin>\\n<tree size>\\n<base64 root>\\n`, "
+        "a blank line, then `— <key name> <base64 signature>`; the origin is "
+        "`<origin prefix>/<tenant>`."
+    ),
+}
 _TIME_IN = {
     "type": ["string", "null"],
     "format": "date-time",
@@ -306,6 +327,54 @@ def _schemas() -> dict[str, Any]:
         ),
         "TokenList": _closed({"tokens": {"type": "array", "items": _ref("Token")}}, ["tokens"]),
         "Status": _closed({"status": {"type": "string"}}, ["status"]),
+        "PublicKey": _closed(
+            {
+                "key_name": {
+                    "type": "string",
+                    "description": "The origin prefix; checkpoints' origins are "
+                    "`<key name>/<tenant>`.",
+                },
+                "algorithm": {"const": ALGORITHM},
+                "vkey": {
+                    "type": "string",
+                    "description": "The signed-note verifier key: `<key name>+<8 hex of key "
+                    "hash>+<base64(0x01 || Ed25519 public key)>`.",
+                },
+            },
+            ["key_name", "algorithm", "vkey"],
+        ),
+        "InclusionProof": _closed(
+            {
+                "leaf_index": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "The event's `seq` - 1.",
+                },
+                "tree_size": {"type": "integer", "minimum": 1},
+                "hashes": {
+                    "type": "array",
+                    "items": _NODE_HASH,
+                    "description": "The RFC 9162 inclusion proof, leaf to root.",
+                },
+                "checkpoint": {
+                    **_SIGNED_CHECKPOINT,
+                    "description": "The signed checkpoint of the tree of `tree_size`.",
+                },
+            },
+            ["leaf_index", "tree_size", "hashes", "checkpoint"],
+        ),
+        "ConsistencyProof": _closed(
+            {
+                "first": {"type": "integer", "minimum": 1},
+                "second": {"type": "integer", "minimum": 1},
+                "hashes": {
+                    "type": "array",
+                    "items": _NODE_HASH,
+                    "description": "The RFC 9162 consistency proof; empty when first = second.",
+                },
+            },
+            ["first", "second", "hashes"],
+        ),
     }
 
 
@@ -442,6 +511,48 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
         "summary": "Recompute the tenant's hash chain.",
         "responses": {
             "200": _json("Valid with its head, or the first bad seq.", _ref("ChainReport"))
+        },
+        "errors": ["400", "503"],
+    },
+    "proofs.public_key": {
+        "summary": "The verifier key of the log's signed checkpoints; needs no token.",
+        "responses": {"200": _json("The key.", _ref("PublicKey"))},
+        "errors": ["400"],
+    },
+    "proofs.checkpoint": {
+        "summary": "A signed checkpoint of the tenant's Merkle tree: now, or at an earlier size.",
+        "parameters": [p.document() for p in CHECKPOINT_PARAMETERS],
+        "responses": {
+            "200": {
+                "description": (
+                    "The signed note. Of an empty log: size 0 and the empty tree's root. "
+                    "A size of 0 or beyond the log is a 400."
+                ),
+                "content": {CHECKPOINT_MEDIA_TYPE.split(";")[0]: {"schema": _SIGNED_CHECKPOINT}},
+            }
+        },
+        "errors": ["400", "503"],
+    },
+    "proofs.event_proof": {
+        "summary": "An inclusion proof of one event in a signed tree of the tenant's log.",
+        "parameters": [p.document() for p in PROOF_PARAMETERS],
+        "responses": {
+            "200": _json(
+                "The proof and the checkpoint it leads to. A size of 0, beyond the log or "
+                "not holding the event is a 400.",
+                _ref("InclusionProof"),
+            )
+        },
+        "errors": ["400", "404", "503"],
+    },
+    "proofs.consistency": {
+        "summary": "A consistency proof that the tree of size `second` extends that of `first`.",
+        "parameters": [p.document() for p in CONSISTENCY_PARAMETERS],
+        "responses": {
+            "200": _json(
+                "The proof. A size of 0 or beyond the log, or first > second, is a 400.",
+                _ref("ConsistencyProof"),
+            )
         },
         "errors": ["400", "503"],
     },

@@ -30,6 +30,9 @@ ORDERS = ("desc", "asc")
 DEFAULT_ORDER = "desc"
 DEFAULT_FORMAT = "ndjson"
 _LIMIT_RE = re.compile(r"[0-9]{1,9}")
+# Tree sizes: ASCII decimal digits only (int() would take "+1", " 1" and other scripts'
+# digits), at most 19 so they fit the 64-bit integers storage keeps.
+_SIZE_RE = re.compile(r"[0-9]{1,19}")
 _NAME_ECHO_MAX = 64
 
 
@@ -40,12 +43,13 @@ class QueryParameter:
     name: str
     description: str
     schema: Mapping[str, Any]
+    required: bool = False
 
     def document(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "in": "query",
-            "required": False,
+            "required": self.required,
             "description": self.description,
             "schema": dict(self.schema),
         }
@@ -98,8 +102,30 @@ FORMAT = QueryParameter(
     {"type": "string", "enum": list(EXPORT_FORMATS), "default": DEFAULT_FORMAT},
 )
 
+_TREE_SIZE = {"type": "integer", "minimum": 1}
+SIZE = QueryParameter(
+    "size",
+    "The tree of the first `size` events (1 to the log's size); absent: the whole log.",
+    _TREE_SIZE,
+)
+PROOF_SIZE = QueryParameter(
+    "size",
+    "Prove the event in the tree of the first `size` events, which must hold it; "
+    "absent: the whole log.",
+    _TREE_SIZE,
+)
+FIRST = QueryParameter(
+    "first", "The size of the older tree (1 to `second`).", _TREE_SIZE, required=True
+)
+SECOND = QueryParameter(
+    "second", "The size of the newer tree (`first` to the log's size).", _TREE_SIZE, required=True
+)
+
 LIST_PARAMETERS = (*FILTERS, LIMIT, ORDER, CURSOR)
 EXPORT_PARAMETERS = (*FILTERS, FORMAT)
+CHECKPOINT_PARAMETERS = (SIZE,)
+PROOF_PARAMETERS = (PROOF_SIZE,)
+CONSISTENCY_PARAMETERS = (FIRST, SECOND)
 NO_PARAMETERS: tuple[QueryParameter, ...] = ()
 
 
@@ -152,3 +178,24 @@ def export_format(args: Mapping[str, str]) -> str:
     if fmt not in EXPORT_FORMATS:
         raise InvalidParameter(f"format must be one of {', '.join(EXPORT_FORMATS)}")
     return fmt
+
+
+def _tree_size(args: Mapping[str, str], name: str) -> int:
+    raw = args[name]
+    if not _SIZE_RE.fullmatch(raw):
+        raise InvalidParameter(f"{name} must be a decimal integer (a tree size)")
+    # Whether the log holds a tree of this size is the use case's to say.
+    return int(raw)
+
+
+def tree_size(args: Mapping[str, str]) -> int | None:
+    """The `size` of a checkpoint or proof, or None for the whole log."""
+    return _tree_size(args, SIZE.name) if SIZE.name in args else None
+
+
+def consistency_sizes(args: Mapping[str, str]) -> tuple[int, int]:
+    """`first` and `second`, both required."""
+    missing = [p.name for p in CONSISTENCY_PARAMETERS if p.name not in args]
+    if missing:
+        raise InvalidParameter(f"{' and '.join(missing)} must be given (a tree size)")
+    return _tree_size(args, FIRST.name), _tree_size(args, SECOND.name)
