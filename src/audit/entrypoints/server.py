@@ -59,6 +59,9 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
         "loglevel": "info",
         "child_exit": _mark_worker_dead,
         "proc_name": "audit",
+        # gunicorn's control socket is one per user by default: servers side by side
+        # would fight over it, and nothing here uses it.
+        "control_socket_disable": True,
     }
     try:
         _Gunicorn(load_app, options).run()
