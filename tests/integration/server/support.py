@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -118,3 +121,26 @@ def event(n: int, **extra: object) -> dict[str, object]:
         "metadata": {"n": n},
         **extra,
     }
+
+
+def sqlite_path(database_url: str) -> Path:
+    assert database_url.startswith("sqlite:///"), database_url
+    return Path(database_url.removeprefix("sqlite:///"))
+
+
+def sqlite_backup(database: Path, copy: Path) -> None:
+    """A consistent copy of a live SQLite database (its WAL included), by the backup API."""
+    with (
+        contextlib.closing(sqlite3.connect(database)) as source,
+        contextlib.closing(sqlite3.connect(copy)) as target,
+    ):
+        source.backup(target)
+
+
+def sqlite_replace(database: Path, copy: Path | None) -> None:
+    """Put `copy` (None: nothing) where a stopped server's database was, leaving none of the
+    old file's -wal or -shm behind to be replayed into it."""
+    for suffix in ("-wal", "-shm", ""):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    if copy is not None:
+        shutil.copyfile(copy, database)
