@@ -5,22 +5,35 @@ from __future__ import annotations
 import builtins
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import Join
 
 from audit.adapters.sql.rows import event_row, event_target_rows, row_event, row_token, token_row
-from audit.adapters.sql.schema import chain_heads, event_targets, merkle_nodes, tokens
+from audit.adapters.sql.schema import chain_heads, event_targets, events_fts, merkle_nodes, tokens
 from audit.adapters.sql.schema import events as events_table
 from audit.domain.chain import GENESIS_HASH, ChainHead
 from audit.domain.events import Event
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.time import to_micros
 from audit.domain.tokens import Token
+from audit.domain.validation import string_problem
 
 # Everything an Event is made of; search_text and fingerprint stay in the database.
 _EVENT_COLUMNS = [c for c in events_table.c if c.name not in ("search_text", "fingerprint")]
+
+# SQLite's trigram index holds every 3-character run of the text: a shorter needle
+# contains no trigram, so the index cannot narrow the search for it.
+TRIGRAM = 3
+# Above this many candidates from events_fts, a page of `q` walks the tenant's events in
+# seq order instead: collecting and sorting every candidate would cost more than reading
+# the few rows a page needs when the needle is that common.
+FTS_CANDIDATES_MAX = 1000
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
@@ -37,6 +50,38 @@ def prefix_upper_bound(prefix: str) -> str | None:
         if following <= 0x10FFFF:
             return "".join(chars) + chr(following)
     return None
+
+
+def fts5_phrase(text: str) -> str:
+    """`text` as an FTS5 string: one phrase whose every character is literal.
+
+    Inside double quotes FTS5 syntax (AND, OR, NEAR, *, ^, -, :, parentheses) is
+    plain text, and a double quote is written twice.
+    """
+    return '"' + text.replace('"', '""') + '"'
+
+
+def like_escaped(text: str) -> str:
+    """`text` with LIKE's wildcards made literal, for `LIKE ... ESCAPE '\\'`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class _LeftFirstJoin(Join):
+    """An inner join that SQLite must run with its left side as the outer loop.
+
+    SQLite's planner never reorders the two sides of a CROSS JOIN (its documented way of
+    fixing a plan); other engines see a plain JOIN.
+    """
+
+    inherit_cache = True
+
+
+@compiles(_LeftFirstJoin, "sqlite")
+def _cross_join(join: _LeftFirstJoin, compiler: SQLCompiler, **kw: Any) -> str:
+    # Rendered as the plain join it is; its left side is a table, so the first " JOIN "
+    # is this join's own.
+    rendered = compiler.process(Join(join.left, join.right, join.onclause), **kw)
+    return rendered.replace(" JOIN ", " CROSS JOIN ", 1)
 
 
 class SqlEventRepository:
@@ -148,6 +193,8 @@ class SqlEventRepository:
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
         query = sa.select(*_EVENT_COLUMNS).where(events_table.c.tenant == tenant)
+        if where.q:
+            query = self._search(query, where.q.lower())
         seq = events_table.c.seq
         if where.target_id is not None:
             # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
@@ -175,7 +222,7 @@ class SqlEventRepository:
     def _filter(self, where: EventFilter) -> list[sa.ColumnElement[bool]]:
         """SQL conditions with exactly the semantics of audit.domain.query.matches.
 
-        All but `target_id`, which page() joins.
+        All but `target_id`, which page() joins, and `q`, which _search() adds.
         """
         conditions: list[sa.ColumnElement[bool]] = []
         if where.actor_id is not None:
@@ -194,12 +241,50 @@ class SqlEventRepository:
             conditions.append(events_table.c.occurred_at_us >= to_micros(where.since))
         if where.until is not None:
             conditions.append(events_table.c.occurred_at_us < to_micros(where.until))
-        if where.q:
-            # search_text is lower-cased when stored; a plain substring test needs no
-            # escaping, unlike LIKE.
-            find = sa.func.strpos if self._conn.dialect.name == "postgresql" else sa.func.instr
-            conditions.append(find(events_table.c.search_text, where.q.lower()) > 0)
         return conditions
+
+    def _search(self, query: sa.Select[Any], needle: str) -> sa.Select[Any]:
+        """`query` narrowed to events whose search_text holds `needle`, index-backed.
+
+        search_text is stored lower-cased and `needle` is lower-cased, so this is exactly
+        the substring test of audit.domain.query.matches.
+        """
+        text = events_table.c.search_text
+        if string_problem(needle) is not None:
+            return query.where(sa.false())  # stored text holds no NUL or lone surrogate
+        if self._conn.dialect.name == "postgresql":
+            # LIKE rather than strpos: pg_trgm's GIN index answers LIKE (when the needle
+            # has 3 characters or more, and the planner expects it to be rare enough).
+            percent = sa.literal_column("'%'", sa.Text())
+            escaped = sa.bindparam("q_escaped", like_escaped(needle), type_=sa.Text())
+            return query.where(text.like(percent.concat(escaped).concat(percent), escape="\\"))
+        # SQLite. Whatever narrows the rows, the exact test decides: FTS5 folds case its
+        # own way, so its candidates are only a superset.
+        query = query.where(sa.func.instr(text, needle) > 0)
+        if len(needle) < TRIGRAM or self._is_common(needle):
+            # No index helps: walk the tenant's events in seq order, as without `q`; LIMIT
+            # (and the keyset) end the walk as soon as a page is found.
+            return query
+        # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
+        # index of another filter instead), fetch each event by rowid, sort by seq.
+        hits = events_fts.c.rowid
+        return query.select_from(
+            _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
+        ).where(events_fts.c.events_fts.match(fts5_phrase(needle)))
+
+    def _is_common(self, needle: str) -> bool:
+        """Whether events_fts has more than FTS_CANDIDATES_MAX candidates for `needle`.
+
+        Counts no further: a cheap look at the index (over every tenant).
+        """
+        candidates = (
+            sa.select(events_fts.c.rowid)
+            .where(events_fts.c.events_fts.match(fts5_phrase(needle)))
+            .limit(FTS_CANDIDATES_MAX + 1)
+            .subquery()
+        )
+        count = self._conn.execute(sa.select(sa.func.count()).select_from(candidates))
+        return count.scalar_one() > FTS_CANDIDATES_MAX
 
     def tenants(self) -> list[str]:
         rows = self._conn.execute(sa.select(chain_heads.c.tenant).where(chain_heads.c.seq > 0))

@@ -45,7 +45,22 @@ events = sa.Table(
     sa.Index("ix_events_tenant_action_seq", "tenant", "action", "seq"),
     sa.Index("ix_events_tenant_outcome_seq", "tenant", "outcome", "seq"),
     sa.Index("ix_events_tenant_occurred_at_us", "tenant", "occurred_at_us"),
+    # `q` on PostgreSQL: pg_trgm's trigram index answers `search_text LIKE '%...%'`.
+    # SQLite has its own index for `q`, events_fts below.
+    sa.Index(
+        "ix_events_search_text_trgm",
+        "search_text",
+        postgresql_using="gin",
+        postgresql_ops={"search_text": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql"),
 )
+
+# `q` on SQLite: an FTS5 table with the trigram tokenizer over events.search_text, as an
+# external-content table (it stores no copy of the text; its rowids are events' rowids),
+# kept in step by triggers. Made by migration 0003 and outside `metadata`, because
+# SQLAlchemy can describe neither a virtual table nor triggers; the hidden column named
+# like the table is the left operand of MATCH.
+events_fts = sa.table("events_fts", sa.column("rowid"), sa.column("events_fts"))
 
 # One row per distinct target id of an event, so `target_id` filtering is index-backed.
 event_targets = sa.Table(
