@@ -84,6 +84,20 @@ def _cross_join(join: _LeftFirstJoin, compiler: SQLCompiler, **kw: Any) -> str:
     return rendered.replace(" JOIN ", " CROSS JOIN ", 1)
 
 
+def subtree_query(tenant: str, coords: Collection[tuple[int, int]]) -> sa.Executable:
+    """One primary-key lookup per subtree, in one statement.
+
+    Not `tenant = ? AND ((level = ? AND idx = ?) OR ...)`: SQLite plans that as a walk of
+    every node of the tenant, which made each append cost O(log size) no more.
+    """
+    c = merkle_nodes.c
+    lookups = [
+        sa.select(c.level, c.idx, c.hash).where(c.tenant == tenant, c.level == lv, c.idx == ix)
+        for lv, ix in coords
+    ]
+    return lookups[0] if len(lookups) == 1 else sa.union_all(*lookups)
+
+
 class SqlEventRepository:
     """Events in the `events` table, their target ids in `event_targets`, heads in `chain_heads`."""
 
@@ -161,13 +175,7 @@ class SqlEventRepository:
     ) -> dict[tuple[int, int], bytes]:
         if not coords:
             return {}
-        c = merkle_nodes.c
-        rows = self._conn.execute(
-            sa.select(c.level, c.idx, c.hash).where(
-                c.tenant == tenant,
-                sa.or_(*(sa.and_(c.level == lv, c.idx == ix) for lv, ix in coords)),
-            )
-        )
+        rows = self._conn.execute(subtree_query(tenant, coords))
         return {(row.level, row.idx): bytes(row.hash) for row in rows}
 
     def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:

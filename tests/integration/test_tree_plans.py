@@ -1,0 +1,62 @@
+"""Appending and proving read a few Merkle nodes by primary key, never the whole tree."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from audit.adapters.clock import FixedClock
+from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.sql.repositories import subtree_query
+from audit.application.recording import RecordEvents
+from audit.domain.events import NewEvent, Party
+from audit.domain.tree import stored_frontier
+
+SIZE = 2047  # its frontier has ten stored subtrees, levels 1 to 10
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    upgrade_schema(url)
+    engine = create_engine_for(url)
+    record = RecordEvents(
+        SqlUnitOfWorkFactory(engine), FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    for start in range(0, SIZE, 500):
+        record(
+            "acme",
+            [
+                NewEvent(id=f"e-{n}", action="a.b", actor=Party(id="u"))
+                for n in range(start, min(start + 500, SIZE))
+            ],
+        )
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ANALYZE")
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def test_the_frontier_is_read_by_primary_key(engine: sa.Engine) -> None:
+    coords = stored_frontier(SIZE)
+    assert len(coords) == 10
+    statement = subtree_query("acme", coords)
+    with engine.connect() as connection:
+        assert len(connection.execute(statement).all()) == 10
+        compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
+        if connection.dialect.name == "sqlite":
+            plan = [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+            lookups = [step for step in plan if "merkle_nodes" in step]
+            assert len(lookups) == 10, plan
+            assert all("(tenant=? AND level=? AND idx=?)" in step for step in lookups), plan
+        else:
+            plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}").scalar_one()
+            text = json.dumps(plan)
+            assert "Seq Scan" not in text, text
+            assert "pk_merkle_nodes" in text, text
