@@ -2,28 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import attrs
 
 from audit.application.ports import CheckpointSink, EventRepository, Signer, UnitOfWorkFactory
 from audit.domain.errors import InvalidParameter, NotFound
 from audit.domain.tree import Coord, event_leaf
-from audit.verify.merkle import EMPTY_ROOT, consistency_proof, inclusion_proof, tree_root
+from audit.verify.merkle import (
+    EMPTY_ROOT,
+    SubtreeSource,
+    consistency_proof,
+    inclusion_proof,
+    tree_root,
+)
 from audit.verify.note import Checkpoint, format_checkpoint
 
+T = TypeVar("T")
 
-class StoredTree:
-    """The tenant's tree as a SubtreeSource, read through one unit of work's repository."""
 
-    def __init__(self, events: EventRepository, tenant: str) -> None:
-        self._events = events
-        self._tenant = tenant
+class _Recorder:
+    """A SubtreeSource that answers zeros and notes what was asked (the proof algorithms
+    ask for the same subtrees whatever the hashes are)."""
+
+    def __init__(self) -> None:
+        self.asked: list[Coord] = []
 
     def subtree(self, level: int, index: int) -> bytes:
-        if level == 0:
-            seq = index + 1
-            return event_leaf(self._events.chain_hashes(self._tenant, [seq])[seq])
-        coord: Coord = (level, index)
-        return self._events.subtree_hashes(self._tenant, [coord])[coord]
+        self.asked.append((level, index))
+        return bytes(32)
+
+
+class _Known:
+    def __init__(self, hashes: dict[Coord, bytes]) -> None:
+        self._hashes = hashes
+
+    def subtree(self, level: int, index: int) -> bytes:
+        return self._hashes[(level, index)]
+
+
+def read_tree(events: EventRepository, tenant: str, compute: Callable[[SubtreeSource], T]) -> T:
+    """Run a root or proof computation on the tenant's stored tree, in two queries.
+
+    A dry run finds the subtrees it needs; then leaves come from the events' hashes and
+    the rest from the stored subtrees, each in one query, and the real run uses them.
+    """
+    recorder = _Recorder()
+    compute(recorder)
+    leaves = {index + 1 for level, index in recorder.asked if level == 0}
+    inner = sorted({c for c in recorder.asked if c[0] > 0})
+    hashes: dict[Coord, bytes] = dict(events.subtree_hashes(tenant, inner))
+    for seq, chain_hash in events.chain_hashes(tenant, leaves).items():
+        hashes[(0, seq - 1)] = event_leaf(chain_hash)
+    return compute(_Known(hashes))
 
 
 @attrs.frozen
@@ -64,7 +96,7 @@ class SignCheckpoint:
     def __call__(self, tenant: str, size: int | None = None) -> str:
         with self._uow() as uow:
             n = _tree_size(uow.events, tenant, size, "size")
-            root = tree_root(StoredTree(uow.events, tenant), n) if n else EMPTY_ROOT
+            root = read_tree(uow.events, tenant, lambda t: tree_root(t, n)) if n else EMPTY_ROOT
         note = self._identity.sign_tree(tenant, n, root)
         if size is None:
             self._sink.publish(tenant, note)
@@ -94,9 +126,11 @@ class ProveInclusion:
             n = _tree_size(uow.events, tenant, size, "size")
             if event.seq > n:
                 raise InvalidParameter(f"the tree of size {n} does not hold seq {event.seq}")
-            tree = StoredTree(uow.events, tenant)
-            hashes = inclusion_proof(tree, event.seq - 1, n)
-            root = tree_root(tree, n)
+            hashes, root = read_tree(
+                uow.events,
+                tenant,
+                lambda t: (inclusion_proof(t, event.seq - 1, n), tree_root(t, n)),
+            )
         return InclusionProof(event.seq - 1, n, hashes, self._identity.sign_tree(tenant, n, root))
 
 
@@ -112,4 +146,4 @@ class ProveConsistency:
         with self._uow() as uow:
             _tree_size(uow.events, tenant, first, "first")
             _tree_size(uow.events, tenant, second, "second")
-            return consistency_proof(StoredTree(uow.events, tenant), first, second)
+            return read_tree(uow.events, tenant, lambda t: consistency_proof(t, first, second))
