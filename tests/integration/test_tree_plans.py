@@ -46,10 +46,11 @@ def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
 def test_the_frontier_is_read_by_primary_key(engine: sa.Engine) -> None:
     coords = stored_frontier(SIZE)
     assert len(coords) == 10
-    statement = subtree_query("acme", coords)
+    statement, params = subtree_query("acme", coords)
     with engine.connect() as connection:
-        assert len(connection.execute(statement).all()) == 10
-        compiled = statement.compile(connection, compile_kwargs={"literal_binds": True})
+        assert len(connection.execute(statement, params).all()) == 10
+        bound = statement.params(params)  # type: ignore[attr-defined]
+        compiled = bound.compile(connection, compile_kwargs={"literal_binds": True})
         if connection.dialect.name == "sqlite":
             plan = [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
             lookups = [step for step in plan if "merkle_nodes" in step]

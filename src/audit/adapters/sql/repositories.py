@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -84,18 +85,65 @@ def _cross_join(join: _LeftFirstJoin, compiler: SQLCompiler, **kw: Any) -> str:
     return rendered.replace(" JOIN ", " CROSS JOIN ", 1)
 
 
-def subtree_query(tenant: str, coords: Collection[tuple[int, int]]) -> sa.Executable:
-    """One primary-key lookup per subtree, in one statement.
+# The statements of the ingest and authentication paths, built once with bound
+# parameters: building a SQLAlchemy expression per call cost more than running it.
+_HEAD = sa.select(chain_heads.c.seq, chain_heads.c.hash).where(
+    chain_heads.c.tenant == sa.bindparam("tenant")
+)
+_LOCK_HEAD = _HEAD.with_for_update()
+_ENSURE_HEAD = (
+    postgresql.insert(chain_heads)
+    .values(tenant=sa.bindparam("head_tenant"), seq=0, hash=GENESIS_HASH)
+    .on_conflict_do_nothing(index_elements=[chain_heads.c.tenant])
+)
+_MOVE_HEAD = (
+    sa.update(chain_heads)
+    .where(chain_heads.c.tenant == sa.bindparam("head_tenant"))
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
+_EXISTING = sa.select(*_EVENT_COLUMNS, events_table.c.fingerprint).where(
+    events_table.c.tenant == sa.bindparam("tenant"),
+    events_table.c.id.in_(sa.bindparam("ids", expanding=True)),
+)
+_GET = sa.select(*_EVENT_COLUMNS).where(
+    events_table.c.tenant == sa.bindparam("tenant"),
+    events_table.c.id == sa.bindparam("event_id"),
+)
+_CHAIN_HASHES = sa.select(events_table.c.seq, events_table.c.hash).where(
+    events_table.c.tenant == sa.bindparam("tenant"),
+    events_table.c.seq.in_(sa.bindparam("seqs", expanding=True)),
+)
+_TOKEN_BY_HASH = sa.select(tokens).where(tokens.c.secret_hash == sa.bindparam("secret_hash"))
+_TOKEN_BY_ID = sa.select(tokens).where(tokens.c.id == sa.bindparam("token_id"))
 
-    Not `tenant = ? AND ((level = ? AND idx = ?) OR ...)`: SQLite plans that as a walk of
-    every node of the tenant, which made each append cost O(log size) no more.
-    """
+
+@functools.lru_cache(maxsize=256)
+def _subtree_lookups(count: int) -> sa.Executable:
     c = merkle_nodes.c
     lookups = [
-        sa.select(c.level, c.idx, c.hash).where(c.tenant == tenant, c.level == lv, c.idx == ix)
-        for lv, ix in coords
+        sa.select(c.level, c.idx, c.hash).where(
+            c.tenant == sa.bindparam("tenant"),
+            c.level == sa.bindparam(f"level_{k}"),
+            c.idx == sa.bindparam(f"idx_{k}"),
+        )
+        for k in range(count)
     ]
-    return lookups[0] if len(lookups) == 1 else sa.union_all(*lookups)
+    return lookups[0] if count == 1 else sa.union_all(*lookups)
+
+
+def subtree_query(
+    tenant: str, coords: Collection[tuple[int, int]]
+) -> tuple[sa.Executable, dict[str, Any]]:
+    """One primary-key lookup per subtree, in one statement, and its parameters.
+
+    Not `tenant = ? AND ((level = ? AND idx = ?) OR ...)`: SQLite plans that as a walk of
+    every node of the tenant, which made each append cost O(size), not O(log size).
+    """
+    params: dict[str, Any] = {"tenant": tenant}
+    for k, (level, index) in enumerate(coords):
+        params[f"level_{k}"] = level
+        params[f"idx_{k}"] = index
+    return _subtree_lookups(len(coords)), params
 
 
 class SqlEventRepository:
@@ -105,9 +153,7 @@ class SqlEventRepository:
         self._conn = connection
 
     def head(self, tenant: str) -> ChainHead:
-        row = self._conn.execute(
-            sa.select(chain_heads.c.seq, chain_heads.c.hash).where(chain_heads.c.tenant == tenant)
-        ).first()
+        row = self._conn.execute(_HEAD, {"tenant": tenant}).first()
         return ChainHead() if row is None else ChainHead(row.seq, row.hash)
 
     def lock_head(self, tenant: str) -> ChainHead:
@@ -116,25 +162,15 @@ class SqlEventRepository:
             # already holds the database's only write lock.
             return self.head(tenant)
         # Make sure the row exists, then lock it: a tenant's first writers queue too.
-        self._conn.execute(
-            postgresql.insert(chain_heads)
-            .values(tenant=tenant, seq=0, hash=GENESIS_HASH)
-            .on_conflict_do_nothing(index_elements=[chain_heads.c.tenant])
-        )
-        row = self._conn.execute(
-            sa.select(chain_heads.c.seq, chain_heads.c.hash)
-            .where(chain_heads.c.tenant == tenant)
-            .with_for_update()
-        ).one()
+        self._conn.execute(_ENSURE_HEAD, {"head_tenant": tenant})
+        row = self._conn.execute(_LOCK_HEAD, {"tenant": tenant}).one()
         return ChainHead(row.seq, row.hash)
 
     def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
         if not ids:
             return {}
         rows = self._conn.execute(
-            sa.select(*_EVENT_COLUMNS, events_table.c.fingerprint).where(
-                events_table.c.tenant == tenant, events_table.c.id.in_(builtins.list(ids))
-            )
+            _EXISTING, {"tenant": tenant, "ids": builtins.list(ids)}
         ).mappings()
         return {row["id"]: (row_event(row), row["fingerprint"]) for row in rows}
 
@@ -161,9 +197,7 @@ class SqlEventRepository:
             self._conn.execute(sa.insert(event_targets), targets)
         last = events[-1]
         moved = self._conn.execute(
-            sa.update(chain_heads)
-            .where(chain_heads.c.tenant == tenant)
-            .values(seq=last.seq, hash=last.hash)
+            _MOVE_HEAD, {"head_tenant": tenant, "new_seq": last.seq, "new_hash": last.hash}
         )
         if moved.rowcount == 0:
             self._conn.execute(
@@ -175,28 +209,17 @@ class SqlEventRepository:
     ) -> dict[tuple[int, int], bytes]:
         if not coords:
             return {}
-        rows = self._conn.execute(subtree_query(tenant, coords))
+        rows = self._conn.execute(*subtree_query(tenant, coords))
         return {(row.level, row.idx): bytes(row.hash) for row in rows}
 
     def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:
         if not seqs:
             return {}
-        c = events_table.c
-        rows = self._conn.execute(
-            sa.select(c.seq, c.hash).where(c.tenant == tenant, c.seq.in_(builtins.list(seqs)))
-        )
+        rows = self._conn.execute(_CHAIN_HASHES, {"tenant": tenant, "seqs": builtins.list(seqs)})
         return {row.seq: row.hash for row in rows}
 
     def get(self, tenant: str, event_id: str) -> Event | None:
-        row = (
-            self._conn.execute(
-                sa.select(*_EVENT_COLUMNS).where(
-                    events_table.c.tenant == tenant, events_table.c.id == event_id
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = self._conn.execute(_GET, {"tenant": tenant, "event_id": event_id}).mappings().first()
         return None if row is None else row_event(row)
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
@@ -308,15 +331,15 @@ class SqlTokenRepository:
     def add(self, token: Token) -> None:
         self._conn.execute(sa.insert(tokens).values(token_row(token)))
 
-    def _one(self, condition: sa.ColumnElement[bool]) -> Token | None:
-        row = self._conn.execute(sa.select(tokens).where(condition)).mappings().first()
+    def _one(self, statement: sa.Executable, params: dict[str, Any]) -> Token | None:
+        row = self._conn.execute(statement, params).mappings().first()
         return None if row is None else row_token(row)
 
     def by_secret_hash(self, secret_hash: str) -> Token | None:
-        return self._one(tokens.c.secret_hash == secret_hash)
+        return self._one(_TOKEN_BY_HASH, {"secret_hash": secret_hash})
 
     def get(self, token_id: str) -> Token | None:
-        return self._one(tokens.c.id == token_id)
+        return self._one(_TOKEN_BY_ID, {"token_id": token_id})
 
     def list(self, tenant: str | None = None) -> builtins.list[Token]:
         query = sa.select(tokens)
