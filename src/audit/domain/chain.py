@@ -22,7 +22,7 @@ class ChainHead:
     hash: str = GENESIS_HASH
 
 
-def chain_hash(prev_hash: str, event: UnsealedEvent | Event) -> str:
+def chain_hash(prev_hash: str, event: UnsealedEvent) -> str:
     """hex(SHA-256(unhex(prev_hash) || JCS(event less its hashes))).
 
     The same bytes as the auditors' `audit.verify.event_hash`, by the faster canonicaliser.

@@ -70,51 +70,6 @@ class NewEvent:
 
 
 @attrs.frozen
-class Event:
-    """An event in its tenant's log: never changed once stored."""
-
-    id: str
-    seq: int
-    tenant: str
-    action: str
-    actor: Party
-    targets: tuple[Party, ...]
-    outcome: str
-    occurred_at: datetime
-    received_at: datetime
-    source: Source
-    description: str | None
-    metadata: Mapping[str, Any]
-    prev_hash: str
-    hash: str
-
-    def to_document(self) -> dict[str, Any]:
-        """The event exactly as the API returns it."""
-        doc = unhashed_document(self)
-        doc["prev_hash"] = self.prev_hash
-        doc["hash"] = self.hash
-        return doc
-
-
-def unhashed_document(event: Event | UnsealedEvent) -> dict[str, Any]:
-    """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
-    return {
-        "id": event.id,
-        "seq": event.seq,
-        "tenant": event.tenant,
-        "action": event.action,
-        "actor": event.actor.to_document(),
-        "targets": [t.to_document() for t in event.targets],
-        "outcome": event.outcome,
-        "occurred_at": format_time(event.occurred_at),
-        "received_at": format_time(event.received_at),
-        "source": event.source.to_document(),
-        "description": event.description,
-        "metadata": dict(event.metadata),
-    }
-
-
-@attrs.frozen
 class UnsealedEvent:
     """An event with its place in the log but not yet its hashes."""
 
@@ -152,3 +107,36 @@ class UnsealedEvent:
 
     def seal(self, prev_hash: str, hash_: str) -> Event:
         return Event(**attrs.asdict(self, recurse=False), prev_hash=prev_hash, hash=hash_)
+
+
+@attrs.frozen
+class Event(UnsealedEvent):
+    """An event in its tenant's log, linked into its chain: never changed once stored."""
+
+    prev_hash: str
+    hash: str
+
+    def to_document(self) -> dict[str, Any]:
+        """The event exactly as the API returns it."""
+        doc = unhashed_document(self)
+        doc["prev_hash"] = self.prev_hash
+        doc["hash"] = self.hash
+        return doc
+
+
+def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:
+    """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
+    return {
+        "id": event.id,
+        "seq": event.seq,
+        "tenant": event.tenant,
+        "action": event.action,
+        "actor": event.actor.to_document(),
+        "targets": [t.to_document() for t in event.targets],
+        "outcome": event.outcome,
+        "occurred_at": format_time(event.occurred_at),
+        "received_at": format_time(event.received_at),
+        "source": event.source.to_document(),
+        "description": event.description,
+        "metadata": dict(event.metadata),
+    }
