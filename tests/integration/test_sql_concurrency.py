@@ -362,3 +362,34 @@ def test_postgres_connections_lost_are_replaced(
         lose_connection_midway()
     assert record("acme", [new("c")])[0].event.seq == 3
     assert VerifyChain(factory)("acme").valid
+
+
+def test_sqlite_writers_of_other_processes_queue_on_the_writer_lock(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    """A server process stuck mid-write holds the writer lock: others wait, then 503."""
+    import fcntl
+
+    upgrade_schema(sqlite_url)
+    factory = SqlUnitOfWorkFactory(engines(sqlite_url, lock_timeout_ms=300))
+    record = RecordEvents(factory, SystemClock())
+    record("acme", [new("first")])
+    lock_path = f"{make_url(sqlite_url).database}-writer"
+    holder = os.open(lock_path, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match="another writer"):
+            record("acme", [new("blocked")])
+        assert 0.25 <= time.monotonic() - started < 3
+        # A writer waiting when the lock is let go gets in at once.
+        threading.Timer(0.1, os.close, [holder]).start()
+        holder = -1
+        started = time.monotonic()
+        [waited] = record("acme", [new("waited")])
+        assert time.monotonic() - started < 0.29
+        assert waited.event.seq == 2
+    finally:
+        if holder >= 0:
+            os.close(holder)
+    assert VerifyChain(factory)("acme").valid

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Self
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from audit.adapters.sql.engine import WRITE_OPTION
+from audit.adapters.sql.engine import WRITE_OPTION, writer_queue
 from audit.adapters.sql.repositories import SqlEventRepository, SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
@@ -31,18 +31,27 @@ class SqlUnitOfWork:
         self._engine = engine
         self._write = write
         self._connection: Connection | None = None
+        self._queue = writer_queue(engine) if write else None
+        self._turn: int | None = None
         self.committed = False
 
     def __enter__(self) -> Self:
+        if self._queue is not None:
+            self._turn = self._queue.acquire()
         try:
             connection = self._engine.connect()
         except sa.exc.TimeoutError:
+            self._leave_queue()
             raise StorageUnavailable("every database connection is in use", 1) from None
+        except BaseException:
+            self._leave_queue()
+            raise
         try:
             connection.execution_options(**{WRITE_OPTION: self._write})
             connection.begin()
         except BaseException:
             connection.close()
+            self._leave_queue()
             raise
         self._connection = connection
         self.events = SqlEventRepository(connection)
@@ -62,11 +71,17 @@ class SqlUnitOfWork:
                 connection.rollback()
             finally:
                 connection.close()
+                self._leave_queue()
         except Exception:
             # The error that ended the work matters more than a failed rollback, and
             # the pool discards a connection it cannot reset.
             if exc is None:
                 raise
+
+    def _leave_queue(self) -> None:
+        if self._queue is not None and self._turn is not None:
+            self._queue.release(self._turn)
+            self._turn = None
 
     def _require(self) -> Connection:
         if self._connection is None:
