@@ -19,9 +19,20 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src
+
+# Benchmarks against baselines measured in the same run; results also in bench-results/.
+# bench: the full run (~10 min per backend); bench-quick: < 2 min for CI, judges no speed
+# but fails on any non-2xx answer or lost acknowledged event. BENCH_ARGS: see bench/README.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.tree
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+	$(BIN)/python -m bench.tree --quick
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -13,11 +13,11 @@ from typing import Protocol
 import attrs
 
 from audit.application.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from audit.domain import tree
 from audit.domain.chain import ChainHead, seal
 from audit.domain.errors import AuditError, Conflict, Problem, ValidationFailed
 from audit.domain.events import Event, NewEvent, UnsealedEvent
 from audit.domain.ids import new_event_id
-from audit.domain.tree import grow, stored_frontier
 
 
 @attrs.frozen
@@ -152,8 +152,8 @@ class RecordEvents:
         uow: UnitOfWork, tenant: str, head: ChainHead, fresh: list[tuple[Event, str]]
     ) -> None:
         events = uow.events
-        frontier = events.subtree_hashes(tenant, stored_frontier(head.seq))
-        subtrees = grow(head.seq, head.hash, frontier, (e.hash for e, _ in fresh))
+        frontier = events.subtree_hashes(tenant, tree.stored_frontier(head.seq))
+        subtrees = tree.grow(head.seq, head.hash, frontier, (e.hash for e, _ in fresh))
         events.add(tenant, [e for e, _ in fresh], [fp for _, fp in fresh], subtrees)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks of the audit log service against baselines measured in the same run."""
