@@ -382,12 +382,10 @@ def test_sqlite_writers_of_other_processes_queue_on_the_writer_lock(
         with pytest.raises(StorageUnavailable, match="another writer"):
             record("acme", [new("blocked")])
         assert 0.25 <= time.monotonic() - started < 3
-        # A writer waiting when the lock is let go gets in at once.
+        # A writer waiting when the lock is let go gets in (before its 0.3 s run out).
         threading.Timer(0.1, os.close, [holder]).start()
         holder = -1
-        started = time.monotonic()
         [waited] = record("acme", [new("waited")])
-        assert time.monotonic() - started < 0.29
         assert waited.event.seq == 2
     finally:
         if holder >= 0:
