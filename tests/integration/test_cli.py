@@ -160,3 +160,49 @@ def test_export_and_verify(db: str, tmp_path: Path) -> None:
     verified = run_audit("verify", "--database-url", db)
     assert verified.returncode == 0
     assert "acme: valid, 25 events checked" in verified.stdout
+
+
+def test_checkpoint_signs_every_tenant_and_keeps_them_in_the_folder(
+    db: str, tmp_path: Path
+) -> None:
+    from audit.container import build_container
+    from audit.domain.validation import parse_batch
+    from audit.verify import open_checkpoint, parse_vkey
+
+    _create_token(db, "events:read")  # creates the schema
+    key_file = tmp_path / "signing.key"
+    folder = tmp_path / "checkpoints"
+    settings = {
+        "database_url": db,
+        "storage": "sql",
+        "log_origin": "example.org/audit",
+        "signing_key_file": str(key_file),
+        "signing_key": None,
+        "checkpoint_dir": None,
+    }
+    container = build_container(settings)
+    for tenant, count in (("acme", 3), ("globex", 5)):
+        container.record_events()(
+            tenant,
+            parse_batch([{"action": "a.b", "actor": {"id": "u"}} for _ in range(count)]),
+        )
+    verifier = parse_vkey(container.signer().vkey)
+    container.engine().dispose()
+
+    env = {
+        "AUDIT_LOG_ORIGIN": "example.org/audit",
+        "AUDIT_SIGNING_KEY_FILE": str(key_file),
+        "AUDIT_CHECKPOINT_DIR": str(folder),
+    }
+    missing = run_audit(
+        "checkpoint", "--database-url", db, env={**env, "AUDIT_SIGNING_KEY_FILE": "nope.key"}
+    )
+    assert missing.returncode == 1
+    assert "no signing key at nope.key" in missing.stderr
+    done = run_audit("checkpoint", "--database-url", db, env=env)
+    assert done.returncode == 0, done.stderr
+    for tenant, count in (("acme", 3), ("globex", 5)):
+        note = (folder / f"{tenant}.checkpoint").read_text()
+        assert note in done.stdout
+        checkpoint = open_checkpoint(note, verifier, f"example.org/audit/{tenant}")
+        assert checkpoint.size == count
