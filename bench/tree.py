@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     began = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="audit-bench-tree-") as folder:
         rows = run(
-            sizes, ingest_sample=1_000 if args.quick else 40_000, runs=200, folder=Path(folder)
+            sizes, ingest_sample=1_000 if args.quick else 10_000, runs=200, folder=Path(folder)
         )
     header = (
         f"verifiable log benchmark ({'quick' if args.quick else 'full'}), "
