@@ -84,7 +84,11 @@ def _forget_connections_in_forked_children(engine: Engine) -> None:
 
 
 def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": lock_timeout_ms / 1000})
+    # Enough connections for every thread of a worker: SQLite connections are cheap, and a
+    # request waiting for one held up authentication under load.
+    engine = sa.create_engine(
+        url, connect_args={"timeout": lock_timeout_ms / 1000}, pool_size=32, max_overflow=32
+    )
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
