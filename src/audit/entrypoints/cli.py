@@ -4,7 +4,6 @@ proofs and checkpoints as an auditor (with no database)."""
 from __future__ import annotations
 
 import base64
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from audit.verify import (
     Checkpoint,
     VerificationError,
     Verifier,
+    parse_json_object,
     parse_vkey,
     verify_event_inclusion,
 )
@@ -329,33 +329,14 @@ def _verifier(value: str) -> Verifier:
         raise click.ClickException(f"--vkey is not a verifier key ({exc})") from None
 
 
-def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("an object has a repeated key")
-    return result
-
-
-def _reject_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
 def _json_object_file(path: str, what: str) -> dict[str, Any]:
     """A file holding one JSON object, read as strictly as the API writes it."""
     try:
-        text = Path(path).read_bytes().decode("utf-8")
-        document = json.loads(
-            text, object_pairs_hook=_reject_repeated_keys, parse_constant=_reject_constant
-        )
+        return parse_json_object(Path(path).read_bytes())
     except OSError as exc:
         raise click.ClickException(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{what} {path} is not UTF-8") from None
-    except ValueError as exc:  # JSONDecodeError is one
-        raise click.ClickException(f"{what} {path} is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise click.ClickException(f"{what} {path} is not a JSON object")
-    return document
+    except ValueError as exc:
+        raise click.ClickException(f"{what} {path} is {exc}") from None
 
 
 def _root(checkpoint: Checkpoint) -> str:

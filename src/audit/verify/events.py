@@ -251,15 +251,19 @@ class _ChainChecker:
 
 def _parse_event_line(line: bytes | str) -> dict[str, Any] | None:
     """One NDJSON line as an object; None for a blank line; ValueError when it is not JSON."""
-    if isinstance(line, bytes):
+    return parse_json_object(line) if line.strip() else None
+
+
+def parse_json_object(data: bytes | str) -> dict[str, Any]:
+    """One JSON object, read as strictly as the API writes it: UTF-8, no repeated keys,
+    no NaN or Infinity. ValueError says what is wrong."""
+    if isinstance(data, bytes):
         try:
-            line = line.decode("utf-8")
+            data = data.decode("utf-8")
         except UnicodeDecodeError:
             raise ValueError("not UTF-8") from None
-    if not line.strip():
-        return None
     try:
-        value = json.loads(line, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject)
+        value = json.loads(data, object_pairs_hook=_reject_duplicate_keys, parse_constant=_reject)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
     if not isinstance(value, dict):
@@ -270,12 +274,12 @@ def _parse_event_line(line: bytes | str) -> dict[str, Any] | None:
 def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise ValueError("an object has a repeated key")
+        raise ValueError("not JSON: an object has a repeated key")
     return result
 
 
 def _reject(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
+    raise ValueError(f"not JSON: {constant} is not a JSON number")
 
 
 def _is_int(value: object) -> TypeGuard[int]:
