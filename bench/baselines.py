@@ -6,6 +6,11 @@ each write moves. The statements are the ones the service's adapter issues, minu
 everything else it does (validation, hashing, SQLAlchemy, the HTTP round trip). SQLite
 uses the service's pragmas: WAL and synchronous=FULL. Only the database work is timed;
 building the rows is not.
+
+With `search_index=True` the tables also carry the index that backs `q`, as migration
+0003 makes it: an FTS5 trigram table kept by a trigger on SQLite, a pg_trgm GIN index
+on PostgreSQL. Batch ingest is measured against both, so the table shows how much of
+the gap is the index itself.
 """
 
 from __future__ import annotations
@@ -52,6 +57,20 @@ def _ddl(action_type: str, hash_type: str) -> list[str]:
         f"""CREATE TABLE baseline_chain_heads (
             tenant TEXT PRIMARY KEY, seq BIGINT NOT NULL, hash {hash_type} NOT NULL)""",
     ]
+
+
+# The search index of src/audit/adapters/sql/migrations/versions/0003_search_index.py.
+_SQLITE_SEARCH_INDEX = [
+    "CREATE VIRTUAL TABLE baseline_events_fts USING fts5(search_text, "
+    "content='baseline_events', content_rowid='rowid', tokenize='trigram')",
+    "CREATE TRIGGER baseline_events_fts_insert AFTER INSERT ON baseline_events BEGIN"
+    " INSERT INTO baseline_events_fts(rowid, search_text) VALUES (new.rowid, new.search_text);"
+    " END",
+]
+_POSTGRES_SEARCH_INDEX = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX ix_baseline_search ON baseline_events USING gin (search_text gin_trgm_ops)",
+]
 
 
 @dataclass(frozen=True)
@@ -131,12 +150,12 @@ def _placeholders(style: str, n: int) -> str:
     return ", ".join([style] * n)
 
 
-def _sqlite_connect(path: Path) -> sqlite3.Connection:
+def _sqlite_connect(path: Path, search_index: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
-    for statement in _ddl("TEXT", "VARCHAR(64)"):
+    for statement in _ddl("TEXT", "VARCHAR(64)") + (_SQLITE_SEARCH_INDEX if search_index else []):
         conn.execute(statement)
     conn.execute("INSERT INTO baseline_chain_heads VALUES (?, 0, '')", (_TENANT,))
     return conn
@@ -162,18 +181,28 @@ def _sqlite_writer(
     return write
 
 
+def _with_index(name: str, search_index: bool) -> str:
+    return f"{name} + search index" if search_index else name
+
+
 def sqlite_executemany(
-    path: Path, *, duration_s: float, max_events: int, batch: int = 1000
+    path: Path,
+    *,
+    duration_s: float,
+    max_events: int,
+    batch: int = 1000,
+    search_index: bool = False,
 ) -> BaselineResult:
     """Raw sqlite3: `executemany` of `batch` rows in one transaction, WAL + synchronous=FULL."""
-    conn = _sqlite_connect(path)
+    conn = _sqlite_connect(path, search_index)
     try:
         count, seconds, commits = _timed_batches(
             _sqlite_writer(conn), "sqlbatch", batch, duration_s, max_events
         )
     finally:
         conn.close()
-    return BaselineResult("raw sqlite3 executemany", count, seconds, commits)
+    name = _with_index("raw sqlite3 executemany", search_index)
+    return BaselineResult(name, count, seconds, commits)
 
 
 def sqlite_commit_per_event(path: Path, *, duration_s: float, max_events: int) -> BaselineResult:
@@ -189,12 +218,13 @@ def sqlite_commit_per_event(path: Path, *, duration_s: float, max_events: int) -
 
 
 def _postgres_writer(
-    url: str,
+    url: str, search_index: bool = False
 ) -> tuple[Any, Callable[[list[tuple[Any, ...]], list[Any], int], None]]:
     import psycopg
 
     conn = psycopg.connect(url)
-    for statement in _ddl('TEXT COLLATE "C"', "VARCHAR(64)"):
+    statements = _ddl('TEXT COLLATE "C"', "VARCHAR(64)")
+    for statement in statements + (_POSTGRES_SEARCH_INDEX if search_index else []):
         conn.execute(statement)
     conn.execute("INSERT INTO baseline_chain_heads VALUES (%s, 0, '')", (_TENANT,))
     conn.commit()
@@ -226,17 +256,23 @@ def _drop_postgres_tables(url: str) -> None:
 
 
 def postgres_executemany(
-    url: str, *, duration_s: float, max_events: int, batch: int = 1000
+    url: str,
+    *,
+    duration_s: float,
+    max_events: int,
+    batch: int = 1000,
+    search_index: bool = False,
 ) -> BaselineResult:
     """Raw psycopg: `executemany` of `batch` rows in one transaction (the head row locked)."""
     _drop_postgres_tables(url)
-    conn, write = _postgres_writer(url)
+    conn, write = _postgres_writer(url, search_index)
     try:
         count, seconds, commits = _timed_batches(write, "pgbatch", batch, duration_s, max_events)
     finally:
         conn.close()
         _drop_postgres_tables(url)
-    return BaselineResult("raw psycopg executemany", count, seconds, commits)
+    name = _with_index("raw psycopg executemany", search_index)
+    return BaselineResult(name, count, seconds, commits)
 
 
 def postgres_commit_per_event(url: str, *, duration_s: float, max_events: int) -> BaselineResult:
