@@ -21,12 +21,17 @@ ACTIONS = (
     "settings.change",
     "token.issue",
 )
-# Each filter matches one template in TEMPLATE_COUNT, i.e. 0.1% of the events.
+# Templates share an actor in groups of ACTOR_SHARE, so the `actor_id` filter matches
+# 0.5% of the events: 50, a full page, in the smallest log (10^4), and so a page of the
+# same size at every size. The `q` search matches one template, 0.1% of the events.
+ACTORS = 200
+ACTOR_SHARE = TEMPLATE_COUNT // ACTORS
 FILTER_ACTOR_ID = "user-0123"
 SEARCH_INDEX = 777
 SEARCH_WORD = "quartz"
 SEARCH_QUERY = "QUARTZ"  # upper case: `q` is case-insensitive
 SELECTIVITY = 1 / TEMPLATE_COUNT
+ACTOR_SELECTIVITY = ACTOR_SHARE / TEMPLATE_COUNT
 NO_MATCH_QUERY = "no-such-phrase-7q"  # in no event
 
 _ID_MARK = "@@EVENT-ID@@"
@@ -43,7 +48,7 @@ def template_document(index: int, event_id: str = _ID_MARK) -> dict[str, Any]:
     return {
         "id": event_id,
         "action": ACTIONS[i % len(ACTIONS)],
-        "actor": {"id": f"user-{i:04d}", "type": "user", "name": f"User Number {i}"},
+        "actor": {"id": f"user-{i % ACTORS:04d}", "type": "user", "name": f"User Number {i}"},
         "targets": [{"id": f"doc-{i * 7 % 5000}", "type": "document", "name": f"Report {i % 97}"}],
         "outcome": "failure" if i % 10 == 9 else "success",
         "occurred_at": occurred.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),

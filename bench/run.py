@@ -31,6 +31,7 @@ import orjson
 from bench import baselines
 from bench.checks import Ledger, check_export
 from bench.events import (
+    ACTOR_SELECTIVITY,
     FILTER_ACTOR_ID,
     NO_MATCH_QUERY,
     SEARCH_QUERY,
@@ -435,11 +436,13 @@ QUERIES = {
 def _check_page(run: Run, server: AuditServer, name: str, path: str, size: int) -> None:
     """The page must hold what the filter asks for, or its speed means nothing.
 
-    Every loaded batch holds each template once, so at least size/1000 events match
-    (more after the single-event rounds): a full page, or all of them and no cursor.
+    Every loaded batch holds each template once, so at least size/1000 events match `q`
+    and size/200 the actor (more after the single-event rounds): a full page, or all of
+    them and no cursor.
     """
     status, body = get(server.port, path, server.token)
-    at_least = 0 if name == "q no match" else min(50, round(size * SELECTIVITY))
+    share = ACTOR_SELECTIVITY if name == "actor_id page" else SELECTIVITY
+    at_least = 0 if name == "q no match" else min(50, round(size * share))
     problem = None
     if status != 200:
         problem = f"answered {status}: {body[:200]!r}"
