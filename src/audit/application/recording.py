@@ -84,8 +84,19 @@ class RecordEvents:
             # Lock first, in one order (no deadlock between groups): a concurrent request
             # with the same id then waits and sees ours.
             start = {t: uow.events.lock_head(t) for t in tenants}
+            # Only ids a client chose can be stored already: one this service made now is a
+            # fresh UUIDv7 (74 random bits), so a request without ids costs no lookup.
             known = {
-                t: uow.events.existing(t, {i for s in group if s.tenant == t for i in s.ids})
+                t: uow.events.existing(
+                    t,
+                    {
+                        event_id
+                        for s in group
+                        if s.tenant == t
+                        for new, event_id in zip(s.events, s.ids, strict=True)
+                        if new.id is not None
+                    },
+                )
                 for t in tenants
             }
             received_at = self._clock.now()
