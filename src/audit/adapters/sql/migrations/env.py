@@ -10,11 +10,17 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from audit.adapters.sql.engine import WRITE_OPTION, create_engine_for
-from audit.adapters.sql.schema import metadata
+from audit.adapters.sql.schema import described_on, metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    context.configure(
+        connection=connection,
+        target_metadata=metadata,
+        compare_type=True,
+        # So `alembic revision --autogenerate` proposes no drop of the search index.
+        include_object=described_on(connection.dialect.name),
+    )
     with context.begin_transaction():
         context.run_migrations()
 
