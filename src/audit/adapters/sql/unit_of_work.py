@@ -47,7 +47,8 @@ class SqlUnitOfWork:
             self._leave_queue()
             raise
         try:
-            connection.execution_options(**{WRITE_OPTION: self._write})
+            if self._write:  # a reader is the default; setting options costs each time
+                connection.execution_options(**{WRITE_OPTION: True})
             connection.begin()
         except BaseException:
             connection.close()
