@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,34 +35,91 @@ def json_bytes(document: Any) -> bytes:
 
 def ndjson_lines(events: Iterable[Event]) -> Iterator[bytes]:
     """One event document per line, exactly as the API returns it."""
+    dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
     for event in events:
-        yield orjson.dumps(event.to_document()) + b"\n"
+        yield dumps(event.to_document(), option=newline)
+
+
+def csv_row(cells: Iterable[Any]) -> str:
+    """One CSV record, exactly as `csv.writer(f, lineterminator="\\n")` writes it.
+
+    That is the excel dialect, QUOTE_MINIMAL: None is an empty cell, any other non-string
+    its str(); a cell holding a comma, a quote or a line feed is quoted, its quotes
+    doubled. (csv.writer walks every character in Python's C loop: on an export it cost
+    more than all the rest of a row. tests/unit/test_formats.py holds the two to the same
+    text.)
+    """
+    out = []
+    for cell in cells:
+        if cell is None:
+            out.append("")
+            continue
+        text = cell if isinstance(cell, str) else str(cell)
+        if '"' in text:
+            text = '"' + text.replace('"', '""') + '"'
+        elif "," in text or "\n" in text:
+            text = '"' + text + '"'
+        out.append(text)
+    if len(out) == 1 and not out[0]:
+        out[0] = '""'  # csv.writer's one empty cell, so that the line is not blank
+    return ",".join(out) + "\n"
+
+
+_NESTED = (dict, list)  # written as JSON in a CSV cell
 
 
 def csv_lines(events: Iterable[Event]) -> Iterator[bytes]:
     """A header row, then one row per event; nested fields as JSON."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    yield buffer.getvalue().encode("utf-8")
+    yield csv_row(CSV_COLUMNS).encode("utf-8")
+    dumps = orjson.dumps
     for event in events:
-        buffer.seek(0)
-        buffer.truncate()
         doc = event.to_document()
-        writer.writerow(
+        yield csv_row(
             [
-                orjson.dumps(value).decode("utf-8")
-                if isinstance(value, dict | list)
-                else ("" if value is None else value)
-                for value in (doc[column] for column in CSV_COLUMNS)
+                dumps(value).decode("utf-8") if isinstance(value, _NESTED) else value
+                for value in map(doc.__getitem__, CSV_COLUMNS)
             ]
-        )
-        yield buffer.getvalue().encode("utf-8")
+        ).encode("utf-8")
+
+
+# An export goes out in pieces of about this many bytes, not a line at a time: the server
+# sends a piece as one chunked-encoding frame and one send, the CLI as one write, where it
+# was one of each per event.
+EXPORT_PIECE_BYTES = 64 * 1024
+
+
+def in_pieces(lines: Iterable[bytes], size: int = EXPORT_PIECE_BYTES) -> Iterator[bytes]:
+    """Consecutive lines joined into pieces of `size` bytes or a little more (the last one
+    may be shorter): the same bytes in all, one piece held at a time, and no empty piece
+    (which a chunked response would take for its end).
+    """
+    piece: list[bytes] = []
+    held = 0
+    for line in lines:
+        piece.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(piece)
+            piece.clear()
+            held = 0
+    if held:
+        yield b"".join(piece)
+
+
+def ndjson_export(events: Iterable[Event]) -> Iterator[bytes]:
+    """ndjson_lines, in pieces."""
+    return in_pieces(ndjson_lines(events))
+
+
+def csv_export(events: Iterable[Event]) -> Iterator[bytes]:
+    """csv_lines, in pieces."""
+    return in_pieces(csv_lines(events))
 
 
 EXPORT_FORMATS = {
-    "ndjson": ("application/x-ndjson", ndjson_lines),
-    "csv": ("text/csv; charset=utf-8", csv_lines),
+    "ndjson": ("application/x-ndjson", ndjson_export),
+    "csv": ("text/csv; charset=utf-8", csv_export),
 }
 
 
