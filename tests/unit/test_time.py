@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audit.domain.time import format_time, from_micros, parse_rfc3339, to_micros
 
@@ -120,3 +122,48 @@ def test_microseconds_count_from_the_unix_epoch() -> None:
     assert to_micros(datetime(1970, 1, 1, 1, 0, 0, tzinfo=tz(1))) == 0
     assert to_micros(datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)) == -1
     assert from_micros(1_764_324_000_000_000) == datetime(2025, 11, 28, 10, tzinfo=UTC)
+
+
+def _format_time_before(moment: datetime) -> str:
+    """format_time as it was written first: the fast one must say exactly the same."""
+    u = moment.astimezone(UTC)
+    return (
+        f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+        f".{u.microsecond:06d}Z"
+    )
+
+
+# Any fixed offset that datetime allows (strictly within a day, to the microsecond), and UTC
+# itself, which format_time takes a shorter way for.
+offsets = st.just(UTC) | st.builds(
+    timezone,
+    st.timedeltas(
+        min_value=timedelta(hours=-24) + timedelta(microseconds=1),
+        max_value=timedelta(hours=24) - timedelta(microseconds=1),
+    ),
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.datetimes(timezones=offsets))
+def test_format_time_is_the_first_formula_for_any_aware_time(moment: datetime) -> None:
+    try:
+        expected = _format_time_before(moment)
+    except OverflowError:  # year 0 or 10000 in UTC: refused by both
+        with pytest.raises(OverflowError):
+            format_time(moment)
+        return
+    assert format_time(moment) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(
+        to_micros(datetime.min.replace(tzinfo=UTC)), to_micros(datetime.max.replace(tzinfo=UTC))
+    )
+)
+def test_format_time_of_any_stored_time(micros: int) -> None:
+    moment = from_micros(micros)
+    assert moment.tzinfo is UTC
+    assert format_time(moment) == _format_time_before(moment)
+    assert to_micros(moment) == micros

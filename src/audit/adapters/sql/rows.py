@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -25,7 +26,7 @@ def _dump_targets(targets: tuple[Party, ...]) -> str:
 
 
 def _load_targets(text: str) -> tuple[Party, ...]:
-    return tuple(Party(id=t["id"], type=t["type"], name=t["name"]) for t in orjson.loads(text))
+    return tuple([Party(t["id"], t["type"], t["name"]) for t in orjson.loads(text)])
 
 
 def event_row(tenant: str, event: Event, fingerprint: str) -> dict[str, Any]:
@@ -61,23 +62,67 @@ def event_target_rows(tenant: str, event: Event) -> list[dict[str, Any]]:
     ]
 
 
+# The columns row_event reads, in one call: cheaper than a subscript per column.
+_EVENT_FIELDS = operator.itemgetter(
+    "id",
+    "seq",
+    "tenant",
+    "action",
+    "actor_id",
+    "actor_type",
+    "actor_name",
+    "targets",
+    "outcome",
+    "occurred_at_us",
+    "received_at_us",
+    "source_ip",
+    "source_user_agent",
+    "description",
+    "metadata",
+    "prev_hash",
+    "hash",
+)
+
+
 def row_event(row: Mapping[Any, Any]) -> Event:
     """The Event an `events` row holds."""
+    (
+        event_id,
+        seq,
+        tenant,
+        action,
+        actor_id,
+        actor_type,
+        actor_name,
+        targets,
+        outcome,
+        occurred_at_us,
+        received_at_us,
+        source_ip,
+        source_user_agent,
+        description,
+        metadata,
+        prev_hash,
+        hash_,
+    ) = _EVENT_FIELDS(row)
+    # Positional arguments, in the order of the classes' fields: this runs for every event
+    # read, and keywords made it a sixth slower. tests/unit/test_rows.py checks the order
+    # by round-tripping an event whose fields all differ.
     return Event(
-        id=row["id"],
-        seq=row["seq"],
-        tenant=row["tenant"],
-        action=row["action"],
-        actor=Party(id=row["actor_id"], type=row["actor_type"], name=row["actor_name"]),
-        targets=_load_targets(row["targets"]),
-        outcome=row["outcome"],
-        occurred_at=from_micros(row["occurred_at_us"]),
-        received_at=from_micros(row["received_at_us"]),
-        source=Source(ip=row["source_ip"], user_agent=row["source_user_agent"]),
-        description=row["description"],
-        metadata=orjson.loads(row["metadata"]),
-        prev_hash=row["prev_hash"],
-        hash=row["hash"],
+        event_id,
+        seq,
+        tenant,
+        action,
+        Party(actor_id, actor_type, actor_name),
+        _load_targets(targets),
+        outcome,
+        from_micros(occurred_at_us),
+        from_micros(received_at_us),
+        Source(source_ip, source_user_agent),
+        description,
+        orjson.loads(metadata),
+        prev_hash,
+        hash_,
     )
 
 
