@@ -1,9 +1,9 @@
 """The index behind `q`: both engines' plans use it, and SQLite's stays true to `events`.
 
-SQLite answers a needle of 3 characters or more from the FTS5 trigram table events_fts
-while it has few candidates, and otherwise (a common or a shorter needle) walks the
-tenant's events in seq order until LIMIT; PostgreSQL's planner chooses between the
-pg_trgm GIN index and that walk from its statistics.
+Both engines answer a needle of 3 characters or more from their trigram index while it
+has few candidates (SQLite's FTS5 table events_fts, PostgreSQL's pg_trgm GIN index), and
+otherwise (a common or a shorter needle) walk the tenant's events in seq order until
+LIMIT; for that walk PostgreSQL's planner may still choose the index from its statistics.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import attrs
 import pytest
 import sqlalchemy as sa
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.sql import repositories as sql_repositories
 from audit.adapters.sql.repositories import SqlEventRepository
 from audit.application.querying import QueryEvents
 from audit.application.recording import RecordEvents
@@ -77,8 +79,10 @@ def planned(database_url: str) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
-def page_and_plan(engine: sa.Engine, where: EventFilter, page: PageRequest) -> tuple[Any, Any]:
-    """The page read, and the plan of its query: SQLite's lines or PostgreSQL's JSON."""
+def page_and_statements(
+    engine: sa.Engine, where: EventFilter, page: PageRequest
+) -> tuple[list[Event], list[tuple[str, Any]]]:
+    """The page read, and every statement (with its parameters) that read it."""
     captured: list[tuple[str, Any]] = []
 
     def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
@@ -90,7 +94,14 @@ def page_and_plan(engine: sa.Engine, where: EventFilter, page: PageRequest) -> t
             found = SqlEventRepository(connection).page("acme", where, page)
         finally:
             sa.event.remove(engine, "before_cursor_execute", capture)
-        statement, params = captured[-1]
+    return found, captured
+
+
+def page_and_plan(engine: sa.Engine, where: EventFilter, page: PageRequest) -> tuple[Any, Any]:
+    """The page read, and the plan of its (last) query: SQLite's lines or PostgreSQL's JSON."""
+    found, captured = page_and_statements(engine, where, page)
+    statement, params = captured[-1]
+    with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             explain = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, params)
             return found, explain.scalar_one()[0]["Plan"]
@@ -116,12 +127,12 @@ def full_scans_of_events(plan: Any) -> list[str]:
     return [line for line in plan if re.match(r"SCAN events\b(?!_fts)", line)]
 
 
-def expected(where: EventFilter, page: PageRequest) -> list[int]:
-    """The seqs of the page, by the reference semantics."""
+def expected(where: EventFilter, page: PageRequest, events: list[Event] | None = None) -> list[int]:
+    """The seqs of the page, by the reference semantics (over EVENTS by default)."""
     after = page.after_seq
     seqs = [
         e.seq
-        for e in EVENTS
+        for e in (EVENTS if events is None else events)
         if matches(e, where)
         and (after is None or (e.seq > after if page.order == "asc" else e.seq < after))
     ]
@@ -209,6 +220,143 @@ def test_a_common_or_short_needle_walks_the_log_in_seq_order(
     else:
         assert all("events_fts" not in line for line in plan), plan
         assert not any("TEMP B-TREE" in line for line in plan), plan
+
+
+# --- PostgreSQL: a rare needle's page is read from its candidates -----------------------
+
+# A needle the planner knows to be rare (1 event in 40, exact statistics) but whose events
+# all sit together in the middle of the log, as an incident's do. Under LIMIT the planner
+# expects to meet them early anywhere and walked the primary key (or the actor's index)
+# through half the log; its estimate can be no better, so the page must not depend on it.
+CLUSTERED_COUNT = 4000
+INCIDENT = range(1900, 2000)
+INCIDENT_TEXT = "Escalated to the QUARTZ on-call team"
+
+
+def clustered_event(n: int) -> Event:
+    """Event n of CLUSTERED_COUNT: the INCIDENT events hold "quartz", no other does."""
+    event = planned_event(n)
+    if n not in INCIDENT:
+        return event
+    return attrs.evolve(event, description=f"{INCIDENT_TEXT}, call {n % 7}")
+
+
+CLUSTERED = [clustered_event(n) for n in range(CLUSTERED_COUNT)]
+
+
+@pytest.fixture
+def clustered(postgres_url: str) -> Iterator[sa.Engine]:
+    """An engine on CLUSTERED, vacuumed and analysed as autovacuum leaves a table."""
+    upgrade_schema(postgres_url)
+    engine = create_engine_for(postgres_url)
+    try:
+        with engine.begin() as connection:
+            SqlEventRepository(connection).add("acme", CLUSTERED, ["fp"] * CLUSTERED_COUNT, [])
+        with engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            connection.exec_driver_sql("VACUUM ANALYZE events")
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def analysed_plans(engine: sa.Engine, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    """PostgreSQL's plan of each statement, as it ran: EXPLAIN ANALYZE (they only read)."""
+    with engine.connect() as connection:
+        return [
+            connection.exec_driver_sql(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params
+            ).scalar_one()[0]["Plan"]
+            for statement, params in statements
+        ]
+
+
+def rows_read_from_events(plan: dict[str, Any]) -> int:
+    """How many rows of `events` a plan looked at, kept or not, in every loop."""
+    return sum(
+        (
+            n["Actual Rows"]
+            + n.get("Rows Removed by Filter", 0)
+            + n.get("Rows Removed by Index Recheck", 0)
+        )
+        * n["Actual Loops"]
+        for n in plan_nodes(plan)
+        if n.get("Relation Name") == "events"
+    )
+
+
+def index_walks_of_events(plan: dict[str, Any]) -> list[str]:
+    """Scans of a B-tree index of `events` (its primary key or a filter's): the walks."""
+    return [
+        f"{n['Node Type']} using {n['Index Name']}"
+        for n in plan_nodes(plan)
+        if n["Node Type"] in ("Index Scan", "Index Only Scan")
+        and n.get("Relation Name") == "events"
+    ]
+
+
+CLUSTERED_PAGES = [
+    PageRequest(limit=3, order="desc"),
+    PageRequest(limit=3, order="asc"),
+    PageRequest(limit=50, order="desc"),
+    PageRequest(limit=50, order="asc"),
+    PageRequest(limit=3, order="desc", after_seq=1950),
+    PageRequest(limit=3, order="asc", after_seq=1950, through_seq=1990),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "where",
+    [
+        EventFilter(q="quartz"),
+        EventFilter(q="QUARTZ on-call", actor_id="alice"),
+        EventFilter(q="quartz", target_id="doc-10"),
+        EventFilter(q="quartz", action="user.3", since=T0),
+    ],
+)
+def test_postgres_reads_a_rare_needle_from_its_candidates(
+    clustered: sa.Engine, where: EventFilter
+) -> None:
+    for page in CLUSTERED_PAGES:
+        found, statements = page_and_statements(clustered, where, page)
+        assert [e.seq for e in found] == expected(where, page, CLUSTERED), page
+        assert found, page  # the needle does select something
+        # Every statement: the candidates counted, then the page read from them.
+        for plan in analysed_plans(clustered, statements):
+            assert full_scans_of_events(plan) == [], (page, plan)
+            assert index_walks_of_events(plan) == [], (page, plan)
+            assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, (page, plan)
+            assert rows_read_from_events(plan) <= len(INCIDENT), (page, plan)
+
+
+@pytest.mark.postgres
+def test_postgres_counts_no_further_than_the_candidates_it_may_use(
+    clustered: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With fewer allowed than the needle has, the count stops one past the bound and the
+    # page walks the log in seq order instead, to the same events.
+    monkeypatch.setattr(sql_repositories, "FTS_CANDIDATES_MAX", 10)
+    where, page = EventFilter(q="quartz"), PageRequest(limit=50, order="asc")
+    found, statements = page_and_statements(clustered, where, page)
+    assert [e.seq for e in found] == expected(where, page, CLUSTERED)
+    (count, _), (page_statement, _) = statements
+    [plan] = analysed_plans(clustered, [statements[0]])
+    assert rows_read_from_events(plan) == 11, plan
+    assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, plan
+    assert "MATERIALIZED" in count
+    assert "MATERIALIZED" not in page_statement  # the walk, as without the count
+
+
+@pytest.mark.postgres
+def test_postgres_answers_a_needle_in_no_event_from_the_count_alone(clustered: sa.Engine) -> None:
+    where = EventFilter(q="quartz on-call team, call 9", actor_id="alice")
+    found, statements = page_and_statements(clustered, where, PageRequest(limit=50))
+    assert found == []
+    [plan] = analysed_plans(clustered, statements)
+    assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, plan
+    # The incident's events hold every trigram of the needle, so the index hands them over.
+    assert rows_read_from_events(plan) <= len(INCIDENT), plan
 
 
 # --- SQLite's index follows the table ---------------------------------------------------
