@@ -114,6 +114,9 @@ _CHAIN_HASHES = sa.select(events_table.c.seq, events_table.c.hash).where(
     events_table.c.tenant == sa.bindparam("tenant"),
     events_table.c.seq.in_(sa.bindparam("seqs", expanding=True)),
 )
+_INSERT_EVENTS = sa.insert(events_table)
+_INSERT_TARGETS = sa.insert(event_targets)
+_INSERT_NODES = sa.insert(merkle_nodes)
 _TOKEN_BY_HASH = sa.select(tokens).where(tokens.c.secret_hash == sa.bindparam("secret_hash"))
 _TOKEN_BY_ID = sa.select(tokens).where(tokens.c.id == sa.bindparam("token_id"))
 
@@ -209,16 +212,16 @@ class SqlEventRepository:
             return
         if subtrees:
             self._conn.execute(
-                sa.insert(merkle_nodes),
+                _INSERT_NODES,
                 [{"tenant": tenant, "level": lv, "idx": ix, "hash": h} for lv, ix, h in subtrees],
             )
         self._conn.execute(
-            sa.insert(events_table),
+            _INSERT_EVENTS,
             [event_row(tenant, e, fp) for e, fp in zip(events, fingerprints, strict=True)],
         )
         targets = [row for e in events for row in event_target_rows(tenant, e)]
         if targets:
-            self._conn.execute(sa.insert(event_targets), targets)
+            self._conn.execute(_INSERT_TARGETS, targets)
         last = events[-1]
         moved = self._conn.execute(
             _MOVE_HEAD, {"head_tenant": tenant, "new_seq": last.seq, "new_hash": last.hash}
