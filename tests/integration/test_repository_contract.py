@@ -859,7 +859,7 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
             )
             assert compare_metadata(context, metadata) == []
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0003",)
+                ("0004",)
             ]
             if connection.dialect.name == "postgresql":
                 # compare_metadata does not compare collations; the prefix range needs "C".
@@ -870,6 +870,14 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
                     )
                 ).scalar_one()
                 assert collation == "C"
+                # compare_metadata does not compare storage parameters either.
+                options = connection.execute(
+                    sa.text(
+                        "SELECT reloptions FROM pg_class"
+                        " WHERE relname = 'ix_events_search_text_trgm'"
+                    )
+                ).scalar_one()
+                assert options == ["gin_pending_list_limit=1024"]
     finally:
         engine.dispose()
 

@@ -55,6 +55,8 @@ events = sa.Table(
         "search_text",
         postgresql_using="gin",
         postgresql_ops={"search_text": "gin_trgm_ops"},
+        # Migration 0004: a 1 MB pending list, which every search reads (default 4 MB).
+        postgresql_with={"gin_pending_list_limit": 1024},
     ).ddl_if(dialect="postgresql"),
 )
 
