@@ -647,10 +647,9 @@ def searched(storage: UnitOfWorkFactory, record: RecordEvents) -> list[Event]:
 
 @pytest.fixture(params=["index", "walk"])
 def sqlite_search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each way SQLite answers `q` of 3+ characters: from the trigram index, or by a walk.
-
-    (The walk, in seq order, is for needles with many candidates.) Memory and PostgreSQL
-    answer the same way twice.
+    """Each way SQL stores answer `q` of 3+ characters: from the trigram index (FTS5 on
+    SQLite, pg_trgm on PostgreSQL), or by a walk in seq order, for needles with many
+    candidates. Memory answers the same way twice.
     """
     if request.param == "walk":
         monkeypatch.setattr(sql_repositories, "FTS_CANDIDATES_MAX", 0)
