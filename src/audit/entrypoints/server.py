@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -39,7 +40,12 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
     def load_app() -> Any:
         from audit.entrypoints.http import create_app
 
-        return create_app(build_container(settings))
+        app = create_app(build_container(settings))
+        # What is loaded now (modules, the app) lives as long as the worker: out of the
+        # collector's way, a full collection no longer walks it. Exports and pages make
+        # many objects, and full collections were some 17% of an export's time.
+        gc.freeze()
+        return app
 
     metrics_dir = None
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -57,12 +63,14 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",
-        "child_exit": _mark_worker_dead,
         "proc_name": "audit",
         # gunicorn's control socket is one per user by default: servers side by side
         # would fight over it, and nothing here uses it.
         "control_socket_disable": True,
     }
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
+        options["child_exit"] = _mark_worker_dead
     try:
         _Gunicorn(load_app, options).run()
     finally:

@@ -53,6 +53,16 @@ def test_serve_prints_a_working_token_and_keeps_events(start_server: Any) -> Non
     assert post(again, token, event(2)).status_code == 201
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_the_server_cleanly(start_server: Any, workers: int) -> None:
+    # With one worker there is no metrics folder; its shutdown once raised a TypeError.
+    server = start_server(workers=workers)
+    assert post(server, server.bootstrap_token, event(1)).status_code == 201
+    server.stop()
+    assert server.proc.returncode == 0, server.output()
+    assert "Traceback" not in server.output()
+
+
 def _load(server: Any, token: str, worker: int, acked: set[str], stop: threading.Event) -> None:
     """Post singles and batches until stopped or the server dies; remember what was acked."""
     session = requests.Session()
