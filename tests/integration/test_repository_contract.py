@@ -652,7 +652,7 @@ def sqlite_search(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     candidates. Memory answers the same way twice.
     """
     if request.param == "walk":
-        monkeypatch.setattr(sql_repositories, "FTS_CANDIDATES_MAX", 0)
+        monkeypatch.setattr(sql_repositories, "candidates_bound", lambda size, limit: 0)
     return str(request.param)
 
 

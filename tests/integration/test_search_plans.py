@@ -322,8 +322,11 @@ def test_postgres_reads_a_rare_needle_from_its_candidates(
         found, statements = page_and_statements(clustered, where, page)
         assert [e.seq for e in found] == expected(where, page, CLUSTERED), page
         assert found, page  # the needle does select something
-        # Every statement: the candidates counted, then the page read from them.
-        for plan in analysed_plans(clustered, statements):
+        # The log's size, read from its chain head, sets how many candidates may be used.
+        head, *reads = statements
+        assert "chain_heads" in head[0], head
+        # Every statement after it: the candidates counted, then the page read from them.
+        for plan in analysed_plans(clustered, reads):
             assert full_scans_of_events(plan) == [], (page, plan)
             assert index_walks_of_events(plan) == [], (page, plan)
             assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, (page, plan)
@@ -336,12 +339,12 @@ def test_postgres_counts_no_further_than_the_candidates_it_may_use(
 ) -> None:
     # With fewer allowed than the needle has, the count stops one past the bound and the
     # page walks the log in seq order instead, to the same events.
-    monkeypatch.setattr(sql_repositories, "FTS_CANDIDATES_MAX", 10)
+    monkeypatch.setattr(sql_repositories, "candidates_bound", lambda size, limit: 10)
     where, page = EventFilter(q="quartz"), PageRequest(limit=50, order="asc")
     found, statements = page_and_statements(clustered, where, page)
     assert [e.seq for e in found] == expected(where, page, CLUSTERED)
-    (count, _), (page_statement, _) = statements
-    [plan] = analysed_plans(clustered, [statements[0]])
+    _head, (count, count_params), (page_statement, _) = statements
+    [plan] = analysed_plans(clustered, [(count, count_params)])
     assert rows_read_from_events(plan) == 11, plan
     assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, plan
     assert "MATERIALIZED" in count
@@ -353,7 +356,8 @@ def test_postgres_answers_a_needle_in_no_event_from_the_count_alone(clustered: s
     where = EventFilter(q="quartz on-call team, call 9", actor_id="alice")
     found, statements = page_and_statements(clustered, where, PageRequest(limit=50))
     assert found == []
-    [plan] = analysed_plans(clustered, statements)
+    _head, count = statements
+    [plan] = analysed_plans(clustered, [count])
     assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, plan
     # The incident's events hold every trigram of the needle, so the index hands them over.
     assert rows_read_from_events(plan) <= len(INCIDENT), plan
