@@ -44,6 +44,13 @@ class Submission:
     fingerprints: list[str]
     first_of: list[int]  # for each event, the index of the first event with its id
 
+    @property
+    def chosen_ids(self) -> list[str]:
+        """The ids the client chose: only those can be stored already (one this service
+        made now is a fresh UUIDv7, 74 random bits), so a request without ids costs no
+        lookup."""
+        return [new.id for new in self.events if new.id is not None]
+
 
 Outcome = list[Recorded] | AuditError
 
@@ -84,19 +91,8 @@ class RecordEvents:
             # Lock first, in one order (no deadlock between groups): a concurrent request
             # with the same id then waits and sees ours.
             start = {t: uow.events.lock_head(t) for t in tenants}
-            # Only ids a client chose can be stored already: one this service made now is a
-            # fresh UUIDv7 (74 random bits), so a request without ids costs no lookup.
             known = {
-                t: uow.events.existing(
-                    t,
-                    {
-                        event_id
-                        for s in group
-                        if s.tenant == t
-                        for new, event_id in zip(s.events, s.ids, strict=True)
-                        if new.id is not None
-                    },
-                )
+                t: uow.events.existing(t, {i for s in group if s.tenant == t for i in s.chosen_ids})
                 for t in tenants
             }
             received_at = self._clock.now()
