@@ -267,23 +267,26 @@ class SqlEventRepository:
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
         needle = where.q.lower() if where.q else None
-        # What the page reads: `events`; or, on PostgreSQL, when few of the tenant's events
-        # hold the needle, those alone (same columns), as SQLite reads its FTS candidates.
+        # With few candidates in the trigram index the page is read from them; with many
+        # (or a needle the index cannot narrow) by a walk of the tenant's events in seq
+        # order, which LIMIT and the keyset end as soon as a page is found.
+        few = False
+        if needle is not None:
+            candidates = self._candidate_count(tenant, needle, page.limit)
+            if candidates == 0:
+                return []  # whatever the other filters
+            few = candidates is not None
+        # What the page reads: `events`; or, on PostgreSQL with few candidates, those alone
+        # (same columns). SQLite joins its candidates to `events` in _search().
         rows: sa.FromClause = events_table
-        bound = 0
-        if needle is not None and len(needle) >= TRIGRAM:
-            bound = candidates_bound(self.head(tenant).seq, page.limit)
-        candidates = None if needle is None else self._pg_candidate_count(tenant, needle, bound)
-        if candidates == 0:
-            return []  # whatever the other filters
-        if needle is not None and candidates is not None and candidates <= bound:
+        if needle is not None and few and self._conn.dialect.name == "postgresql":
             rows = _pg_candidates(tenant, needle, *_EVENT_COLUMNS)
             needle = None  # every candidate holds it
         query = sa.select(*(rows.c[c.name] for c in _EVENT_COLUMNS))
         if rows is events_table:
             query = query.where(events_table.c.tenant == tenant)  # the candidates are the tenant's
         if needle is not None:
-            query = self._search(query, needle, bound)
+            query = self._search(query, needle, few)
         seq = rows.c.seq
         if where.target_id is not None:
             # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
@@ -338,26 +341,22 @@ class SqlEventRepository:
             conditions.append(events_table.c.occurred_at_us < to_micros(where.until))
         return conditions
 
-    def _search(self, query: sa.Select[Any], needle: str, bound: int) -> sa.Select[Any]:
-        """`query` narrowed to events whose search_text holds `needle`, index-backed.
+    def _search(self, query: sa.Select[Any], needle: str, few: bool) -> sa.Select[Any]:
+        """`query` narrowed to events whose search_text holds `needle`; on SQLite, with
+        `few` candidates, driven by the trigram index.
 
         search_text is stored lower-cased and `needle` is lower-cased, so this is exactly
         the substring test of audit.domain.query.matches.
         """
-        text = events_table.c.search_text
         if string_problem(needle) is not None:
             return query.where(sa.false())  # stored text holds no NUL or lone surrogate
         if self._conn.dialect.name == "postgresql":
-            # A needle shorter than 3 characters, or a common one: walk the tenant's events
-            # in seq order, as without `q` (a rare needle's page is read from its
-            # candidates instead, see page()). The planner may still choose the index.
+            # The walk (page() reads few candidates from the index itself).
             return query.where(_pg_contains(needle))
         # SQLite. Whatever narrows the rows, the exact test decides: FTS5 folds case its
         # own way, so its candidates are only a superset.
-        query = query.where(sa.func.instr(text, needle) > 0)
-        if len(needle) < TRIGRAM or self._is_common(needle, bound):
-            # No index helps: walk the tenant's events in seq order, as without `q`; LIMIT
-            # (and the keyset) end the walk as soon as a page is found.
+        query = query.where(sa.func.instr(events_table.c.search_text, needle) > 0)
+        if not few:
             return query
         # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
         # index of another filter instead), fetch each event by rowid, sort by seq.
@@ -366,57 +365,46 @@ class SqlEventRepository:
             _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
         ).where(events_fts.c.events_fts.match(fts5_phrase(needle)))
 
-    def _is_common(self, needle: str, bound: int) -> bool:
-        """Whether events_fts has more than `bound` candidates for `needle`.
+    def _candidate_count(self, tenant: str, needle: str, limit: int) -> int | None:
+        """How many events the trigram index offers for `needle`, counted no further than
+        the bound a page of `limit` may collect (see candidates_bound): None where the
+        index cannot narrow the search, or holds more than that.
 
-        Counts no further: a cheap look at the index (over every tenant).
+        A needle shorter than 3 characters has no trigram; pg_trgm takes trigrams from
+        the words (letters and digits) of a needle only, so without any its index would
+        hand over every event; and no stored text holds a NUL or a lone surrogate, which
+        _search() answers without looking.
+
+        SQLite counts over every tenant: a cheap look at events_fts. PostgreSQL counts the
+        tenant's events (`_pg_candidates`): how far the walk reads depends on how common
+        the needle is in this tenant's log, and a needle common in another tenant must not
+        send this one's search on a walk of its whole log. Its index holds every tenant's
+        text, so a needle rare here but common elsewhere still costs a look at the other
+        tenants' matches, up to the first `bound` + 1 of this tenant's.
+
+        Before PostgreSQL counted, its planner chose between the index and the walk from
+        its estimate of how rare the needle is, and a needle of 0.1% of 10^6 events,
+        estimated at 0.16% (or 1%, after another ANALYZE), made it walk the primary key
+        backwards, reading 50,000 rows for a page of 50. The count's bitmap scan reads the
+        index entries of each trigram of the needle whatever the count: a few milliseconds
+        at 10^6 events for rare trigrams, 25 ms or more for common words ("document 98"),
+        where the walk alone took 6 ms. And a page from few candidates reads them twice:
+        once counted, once filtered and sorted.
         """
-        candidates = (
-            sa.select(events_fts.c.rowid)
-            .where(events_fts.c.events_fts.match(fts5_phrase(needle)))
-            .limit(bound + 1)
-            .subquery()
-        )
-        count = self._conn.execute(sa.select(sa.func.count()).select_from(candidates))
-        return count.scalar_one() > bound
-
-    def _pg_candidate_count(self, tenant: str, needle: str, bound: int) -> int | None:
-        """On PostgreSQL, how many of the tenant's events hold `needle`, up to one past
-        `bound`; None where pg_trgm's index cannot narrow the search.
-
-        As on SQLite, where _is_common() decides: with at most `bound` candidates,
-        page() reads the page from them alone (the other filters, the keyset and the
-        order applied to them); with more, it walks the tenant's events in seq
-        order under LIMIT, which finds a page soon since matches are dense. Before, the
-        planner chose between the two from its estimate of how rare the needle is, and a
-        needle of 0.1% of 10^6 events, estimated at 0.16% (or 1%, after another ANALYZE),
-        made it walk the primary key backwards, reading 50,000 rows for a page of 50.
-
-        Counts no further than that many rows, from a bitmap scan of the index. That scan
-        reads the index entries of each trigram of the needle whatever the count: a few
-        milliseconds at 10^6 events for a needle of rare trigrams, but 25 ms or more for
-        one of common words ("document 98"), where the walk alone took 6 ms. And a page
-        from few candidates reads them twice: once counted, once filtered and sorted.
-
-        Counts the tenant's events, not every tenant's (SQLite's count is over every
-        tenant): how far the walk reads depends on how common the needle is in this
-        tenant's log, and a needle common in another tenant must not send this one's
-        search on a walk of its whole log. The index holds every tenant's text, so a
-        needle rare here but common elsewhere still costs a look at the other tenants'
-        matches, up to the first `bound` + 1 of this tenant's.
-        """
-        if self._conn.dialect.name != "postgresql":
-            return None
         if len(needle) < TRIGRAM or string_problem(needle) is not None:
-            return None  # no trigram to look up; or _search() answers without looking
-        if not any(c.isalnum() for c in needle):
-            # pg_trgm takes trigrams from the words (letters and digits) of the needle only:
-            # without any, its index would hand over every event as a candidate.
             return None
-        candidates = _pg_candidates(tenant, needle, events_table.c.seq)
-        first = sa.select(candidates.c.seq).limit(bound + 1).subquery()
-        count = self._conn.execute(sa.select(sa.func.count()).select_from(first))
-        return int(count.scalar_one())
+        postgres = self._conn.dialect.name == "postgresql"
+        if postgres and not any(c.isalnum() for c in needle):
+            return None
+        bound = candidates_bound(self.head(tenant).seq, limit)
+        if postgres:
+            hits = _pg_candidates(tenant, needle, events_table.c.seq)
+            first = sa.select(hits.c.seq).limit(bound + 1).subquery()
+        else:
+            match = events_fts.c.events_fts.match(fts5_phrase(needle))
+            first = sa.select(events_fts.c.rowid).where(match).limit(bound + 1).subquery()
+        count = int(self._conn.execute(sa.select(sa.func.count()).select_from(first)).scalar_one())
+        return None if count > bound else count
 
     def tenants(self) -> list[str]:
         rows = self._conn.execute(sa.select(chain_heads.c.tenant).where(chain_heads.c.seq > 0))
