@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 
 from audit.adapters.memory import InMemoryStore
@@ -15,7 +16,7 @@ from audit.application.querying import ExportEvents, GetEvent, QueryEvents, Veri
 from audit.application.recording import RecordEvents
 from audit.domain.chain import ChainHead
 from audit.domain.errors import InvalidParameter, NotFound
-from audit.domain.events import Event, NewEvent
+from audit.domain.events import Event, EventJson, NewEvent
 from audit.domain.query import EventFilter, Order, PageRequest, decode_cursor
 from audit.domain.time import parse_rfc3339
 
@@ -24,6 +25,10 @@ MakeEvent = Callable[..., NewEvent]
 
 def ids_of(events: list[Event]) -> list[str]:
     return [e.id for e in events]
+
+
+def json_ids(events: list[EventJson]) -> list[str]:
+    return [orjson.loads(e.json)["id"] for e in events]
 
 
 def read_all_pages(
@@ -245,6 +250,23 @@ def test_paging_while_events_are_written_misses_and_repeats_nothing(
     assert seen == sorted(seen, reverse=order == "desc")
 
 
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_a_page_as_json_is_the_same_page(
+    sample: list[Event], query: QueryEvents, order: Order
+) -> None:
+    after = None
+    for _ in range(len(sample)):
+        request = PageRequest(limit=3, order=order, after_seq=after)
+        page = query("acme", EventFilter(), request)
+        as_json = query.json("acme", EventFilter(), request)
+        assert as_json.events == [e.to_json() for e in page.events]
+        assert as_json.next_cursor == page.next_cursor
+        if page.next_cursor is None:
+            return
+        after = decode_cursor(page.next_cursor, order)
+    raise AssertionError("paging never ended")
+
+
 def test_a_cursor_of_the_other_order_is_refused(
     record: RecordEvents, new_event: MakeEvent, query: QueryEvents
 ) -> None:
@@ -280,7 +302,7 @@ def test_export_gives_every_event_in_ascending_seq_across_chunks(
     record("globex", [new_event(id="g1")])
     exported = list(export("acme", EventFilter()))
     assert [e.seq for e in exported] == list(range(1, count + 1))
-    assert ids_of(exported) == [f"e{i}" for i in range(1, count + 1)]
+    assert json_ids(exported) == [f"e{i}" for i in range(1, count + 1)]
 
 
 def test_export_applies_the_filter_across_chunks(
@@ -294,13 +316,13 @@ def test_export_applies_the_filter_across_chunks(
         ],
     )
     exported = list(export("acme", EventFilter(action_prefix="user.")))
-    assert ids_of(exported) == [f"e{i}" for i in range(4, 26, 4)]
+    assert json_ids(exported) == [f"e{i}" for i in range(4, 26, 4)]
 
 
 def test_export_equals_the_stored_events(
     sample: list[Event], export: ExportEvents, small_chunks: int
 ) -> None:
-    assert list(export("acme", EventFilter())) == sample
+    assert list(export("acme", EventFilter())) == [EventJson(e.seq, e.to_json()) for e in sample]
 
 
 # --- VerifyChain -----------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.domain.time import format_time, from_micros, parse_rfc3339, to_micros
+from audit.domain import time as audit_time
+from audit.domain.time import format_micros, format_time, from_micros, parse_rfc3339, to_micros
 
 RETURNED_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
@@ -167,3 +168,28 @@ def test_format_time_of_any_stored_time(micros: int) -> None:
     assert moment.tzinfo is UTC
     assert format_time(moment) == _format_time_before(moment)
     assert to_micros(moment) == micros
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.integers(
+        to_micros(datetime.min.replace(tzinfo=UTC)), to_micros(datetime.max.replace(tzinfo=UTC))
+    ),
+    st.integers(0, 999_999),
+)
+def test_format_micros_is_format_time_of_the_stored_time(micros: int, other: int) -> None:
+    # Twice, and another time in the same second: the second's text is then looked up.
+    same_second = micros - micros % 1_000_000 + other
+    for us in (micros, micros, same_second):
+        assert format_micros(us) == format_time(from_micros(us))
+
+
+def test_format_micros_forgets_old_seconds_and_stays_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(audit_time, "_SECOND_TEXTS_MAX", 3)
+    audit_time._SECOND_TEXTS.clear()
+    for second in range(10):
+        us = second * 1_000_000 + 7
+        assert format_micros(us) == format_time(from_micros(us))
+        assert len(audit_time._SECOND_TEXTS) <= 3

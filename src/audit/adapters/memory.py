@@ -15,7 +15,7 @@ from typing import Self
 import attrs
 
 from audit.domain.chain import ChainHead
-from audit.domain.events import Event
+from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest, matches
 from audit.domain.tokens import Token
 
@@ -95,6 +95,9 @@ class InMemoryEventRepository:
                 if len(found) == page.limit:
                     break
         return found
+
+    def page_json(self, tenant: str, where: EventFilter, page: PageRequest) -> list[EventJson]:
+        return [EventJson(e.seq, e.to_json()) for e in self.page(tenant, where, page)]
 
     def tenants(self) -> list[str]:
         return sorted(self._store.logs)

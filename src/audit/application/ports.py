@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from audit.domain.chain import ChainHead
-from audit.domain.events import Event
+from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.tokens import Token
 
@@ -53,6 +53,11 @@ class EventRepository(Protocol):
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
         """Up to `page.limit` matching events in `page.order` of seq, after `page.after_seq`."""
+        ...
+
+    def page_json(self, tenant: str, where: EventFilter, page: PageRequest) -> list[EventJson]:
+        """page(), each event as its EventJson: the same events, the same bytes as
+        Event.to_json() (a contract test holds every adapter to it)."""
         ...
 
     def tenants(self) -> list[str]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import attrs
 
-from audit.application.ports import UnitOfWorkFactory
+from audit.application.ports import EventRepository, UnitOfWorkFactory
 from audit.domain.chain import ChainHead
 from audit.domain.errors import NotFound
-from audit.domain.events import Event
+from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest, encode_cursor
 from audit.verify.events import verify_chain
 
@@ -19,6 +20,14 @@ EXPORT_CHUNK = 1000
 @attrs.frozen
 class EventPage:
     events: list[Event]
+    next_cursor: str | None
+
+
+@attrs.frozen
+class JsonPage:
+    """An EventPage as JSON: each event's Event.to_json() text, and the cursor."""
+
+    events: list[bytes]
     next_cursor: str | None
 
 
@@ -40,7 +49,8 @@ class QueryEvents:
     """A page of the tenant's events matching a filter, with a cursor to the next page.
 
     Keyset paging on seq: following cursors yields every event that matched when the
-    first page was read exactly once, whatever is written meanwhile.
+    first page was read exactly once, whatever is written meanwhile. `json` gives the
+    same page as JSON text, which is all an HTTP answer needs.
     """
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
@@ -54,11 +64,37 @@ class QueryEvents:
         events = found[: page.limit]
         return EventPage(events, encode_cursor(events[-1].seq, page.order))
 
+    def json(self, tenant: str, where: EventFilter, page: PageRequest) -> JsonPage:
+        with self._uow() as uow:
+            found = uow.events.page_json(tenant, where, attrs.evolve(page, limit=page.limit + 1))
+        cursor = None
+        if len(found) > page.limit:
+            del found[page.limit :]
+            cursor = encode_cursor(found[-1].seq, page.order)
+        return JsonPage([event.json for event in found], cursor)
 
-def _ascending(
-    uow_factory: UnitOfWorkFactory, tenant: str, where: EventFilter, last: int | None = None
-) -> Iterator[Event]:
-    """Every matching event up to seq `last` (default: the head now), ascending.
+
+_Read = TypeVar("_Read", Event, EventJson)
+_PageReader = Callable[[str, EventFilter, PageRequest], list[_Read]]
+
+
+def _pages(repository: EventRepository) -> _PageReader[Event]:
+    return repository.page
+
+
+def _json_pages(repository: EventRepository) -> _PageReader[EventJson]:
+    return repository.page_json
+
+
+def _chunks(
+    uow_factory: UnitOfWorkFactory,
+    tenant: str,
+    where: EventFilter,
+    reader: Callable[[EventRepository], _PageReader[_Read]],
+    last: int | None = None,
+) -> Iterator[_Read]:
+    """Every matching event up to seq `last` (default: the head now), ascending, read by
+    `reader`'s method (_pages or _json_pages).
 
     Reads in chunks, each in its own short transaction, so a long export holds no
     snapshot or lock open.
@@ -69,7 +105,7 @@ def _ascending(
     after = 0
     while after < last:
         with uow_factory() as uow:
-            chunk = uow.events.page(
+            chunk = reader(uow.events)(
                 tenant,
                 where,
                 PageRequest(limit=EXPORT_CHUNK, order="asc", after_seq=after, through_seq=last),
@@ -81,13 +117,14 @@ def _ascending(
 
 
 class ExportEvents:
-    """Every matching event in ascending seq, streamed in constant memory."""
+    """Every matching event in ascending seq, as JSON text (EventJson), streamed in
+    constant memory: every export format is written from the event's document."""
 
     def __init__(self, uow: UnitOfWorkFactory) -> None:
         self._uow = uow
 
-    def __call__(self, tenant: str, where: EventFilter) -> Iterator[Event]:
-        return _ascending(self._uow, tenant, where)
+    def __call__(self, tenant: str, where: EventFilter) -> Iterator[EventJson]:
+        return _chunks(self._uow, tenant, where, _json_pages)
 
 
 @attrs.frozen
@@ -114,7 +151,7 @@ class VerifyChain:
     def __call__(self, tenant: str) -> ChainReport:
         with self._uow() as uow:
             stored_head = uow.events.head(tenant)
-        events = _ascending(self._uow, tenant, EventFilter(), stored_head.seq)
+        events = _chunks(self._uow, tenant, EventFilter(), _pages, stored_head.seq)
         report = verify_chain(e.to_document() for e in events)
         if not report.valid:
             return ChainReport(

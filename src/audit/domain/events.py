@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
+import orjson
 
 from audit.domain.canonical import canonical_record
 from audit.domain.time import format_time
@@ -122,6 +123,21 @@ class Event(UnsealedEvent):
         doc["prev_hash"] = self.prev_hash
         doc["hash"] = self.hash
         return doc
+
+    def to_json(self) -> bytes:
+        """to_document() as compact UTF-8 JSON text, its keys in order: what the API sends."""
+        return orjson.dumps(self.to_document())
+
+
+class EventJson(NamedTuple):
+    """An event as reads send it: its seq, and its Event.to_json() text.
+
+    What a page or an export needs and no more; storage may write the text straight from
+    what it holds, without building the Event.
+    """
+
+    seq: int
+    json: bytes
 
 
 def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:

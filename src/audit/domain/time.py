@@ -55,6 +55,24 @@ def format_time(moment: datetime) -> str:
     )
 
 
+# format_micros's cache: the text of each whole second it wrote lately, up to "." included.
+_SECOND_TEXTS: dict[int, str] = {}
+_SECOND_TEXTS_MAX = 4096
+
+
+def format_micros(micros: int) -> str:
+    """format_time(from_micros(micros)), for times read as stored: many share a second
+    (a batch, a busy moment), whose text is written once and then looked up.
+    """
+    second, fraction = divmod(micros, 1_000_000)
+    text = _SECOND_TEXTS.get(second)
+    if text is None:
+        if len(_SECOND_TEXTS) >= _SECOND_TEXTS_MAX:
+            _SECOND_TEXTS.clear()
+        text = _SECOND_TEXTS[second] = format_time(from_micros(second * 1_000_000))[:-7]
+    return f"{text}{fraction:06d}Z"
+
+
 def to_micros(moment: datetime) -> int:
     return (moment - EPOCH) // _MICRO
 

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import attrs
+import orjson
 import pytest
 import rfc8785
 from flask.testing import FlaskClient
@@ -99,6 +100,29 @@ def test_an_event_is_stored_and_returned_in_full(client: FlaskClient, headers: H
     assert response.headers["Location"] == "/v1/events/evt-7f3a"
     assert response.headers["Cache-Control"] == "no-store"
     assert client.get("/v1/events/evt-7f3a", headers=headers).get_json() == doc
+
+
+@on_every_storage
+def test_a_page_is_compact_json_of_the_events_documents(
+    client: FlaskClient, headers: Headers
+) -> None:
+    """The list answer is written from each event's JSON text: the same bytes as the
+    document serialised whole, and each event as GET /v1/events/{id} gives it."""
+    floats = {"f": [0.1, -0.0, 1e300, 5e-324], "text": 'é \u2028 "q" \u0001'}
+    for n in range(3):
+        body = {**FULL_EVENT, "id": f"evt-{n}", "metadata": {**floats, "n": n}}
+        assert post(client, headers, body).status_code == 201
+    response = client.get("/v1/events?limit=2", headers=headers)
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    page = response.get_json()
+    assert response.data == orjson.dumps(page)
+    assert [e["id"] for e in page["events"]] == ["evt-2", "evt-1"]
+    for doc in page["events"]:
+        assert client.get(f"/v1/events/{doc['id']}", headers=headers).get_json() == doc
+    last = client.get(f"/v1/events?cursor={page['next_cursor']}", headers=headers)
+    [oldest] = last.get_json()["events"]
+    assert last.data == orjson.dumps({"events": [oldest], "next_cursor": None})
 
 
 @on_every_storage

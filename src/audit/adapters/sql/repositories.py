@@ -17,18 +17,27 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import Join
 from sqlalchemy.sql.util import ClauseAdapter
 
-from audit.adapters.sql.rows import event_row, event_target_rows, row_event, row_token, token_row
+from audit.adapters.sql.rows import (
+    EVENT_COLUMNS,
+    event_row,
+    event_target_rows,
+    row_event,
+    row_json,
+    row_token,
+    token_row,
+)
 from audit.adapters.sql.schema import chain_heads, event_targets, events_fts, merkle_nodes, tokens
 from audit.adapters.sql.schema import events as events_table
 from audit.domain.chain import GENESIS_HASH, ChainHead
-from audit.domain.events import Event
+from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.time import to_micros
 from audit.domain.tokens import Token
 from audit.domain.validation import string_problem
 
-# Everything an Event is made of; search_text and fingerprint stay in the database.
-_EVENT_COLUMNS = [c for c in events_table.c if c.name not in ("search_text", "fingerprint")]
+# Everything an Event is made of, in the order row_event reads; search_text and
+# fingerprint stay in the database.
+_EVENT_COLUMNS = [events_table.c[name] for name in EVENT_COLUMNS]
 
 # SQLite's trigram index holds every 3-character run of the text: a shorter needle
 # contains no trigram, so the index cannot narrow the search for it.
@@ -112,7 +121,7 @@ _MOVE_HEAD = (
     .where(chain_heads.c.tenant == sa.bindparam("head_tenant"))
     .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
 )
-_EXISTING = sa.select(*_EVENT_COLUMNS, events_table.c.fingerprint).where(
+_EXISTING = sa.select(events_table.c.fingerprint, *_EVENT_COLUMNS).where(
     events_table.c.tenant == sa.bindparam("tenant"),
     events_table.c.id.in_(sa.bindparam("ids", expanding=True)),
 )
@@ -212,10 +221,12 @@ class SqlEventRepository:
     def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
         if not ids:
             return {}
-        rows = self._conn.execute(
-            _EXISTING, {"tenant": tenant, "ids": builtins.list(ids)}
-        ).mappings()
-        return {row["id"]: (row_event(row), row["fingerprint"]) for row in rows}
+        rows = self._conn.execute(_EXISTING, {"tenant": tenant, "ids": builtins.list(ids)})
+        found = {}
+        for fingerprint, *columns in rows:
+            event = row_event(columns)
+            found[event.id] = (event, fingerprint)
+        return found
 
     def add(
         self,
@@ -262,10 +273,21 @@ class SqlEventRepository:
         return {row.seq: row.hash for row in rows}
 
     def get(self, tenant: str, event_id: str) -> Event | None:
-        row = self._conn.execute(_GET, {"tenant": tenant, "event_id": event_id}).mappings().first()
+        row = self._conn.execute(_GET, {"tenant": tenant, "event_id": event_id}).first()
         return None if row is None else row_event(row)
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
+        return [row_event(row) for row in self._page_rows(tenant, where, page)]
+
+    def page_json(self, tenant: str, where: EventFilter, page: PageRequest) -> list[EventJson]:
+        # Straight from the row: about a fifth of building the Event and its document.
+        rows = self._page_rows(tenant, where, page)
+        return [EventJson(row[1], row_json(row)) for row in rows]
+
+    def _page_rows(
+        self, tenant: str, where: EventFilter, page: PageRequest
+    ) -> Sequence[Sequence[Any]]:
+        """The `events` rows (_EVENT_COLUMNS) of page()."""
         needle = where.q.lower() if where.q else None
         # With few candidates in the trigram index the page is read from them; with many
         # (or a needle the index cannot narrow) by a walk of the tenant's events in seq
@@ -274,7 +296,7 @@ class SqlEventRepository:
         if needle is not None:
             candidates = self._candidate_count(tenant, needle, page.limit)
             if candidates == 0:
-                return []  # whatever the other filters
+                return ()  # whatever the other filters
             few = candidates is not None
         # What the page reads: `events`; or, on PostgreSQL with few candidates, those alone
         # (same columns). SQLite joins its candidates to `events` in _search().
@@ -315,7 +337,7 @@ class SqlEventRepository:
             conditions = [on_rows.traverse(condition) for condition in conditions]
         query = query.where(*conditions)
         query = query.order_by(seq.asc() if page.order == "asc" else seq.desc()).limit(page.limit)
-        return [row_event(row) for row in self._conn.execute(query).mappings()]
+        return self._conn.execute(query).all()
 
     def _filter(self, where: EventFilter) -> list[sa.ColumnElement[bool]]:
         """SQL conditions with exactly the semantics of audit.domain.query.matches.
