@@ -5,10 +5,11 @@ from __future__ import annotations
 import builtins
 import functools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
@@ -169,19 +170,21 @@ def subtree_query(
     return _subtree_lookups(len(coords)), params
 
 
-def _pg_contains(needle: str) -> sa.ColumnElement[bool]:
-    """`search_text LIKE '%needle%'` with the needle literal: a test pg_trgm's GIN answers.
+def _pg_contains() -> sa.ColumnElement[bool]:
+    """`search_text LIKE '%' || :q_escaped || '%'`, the needle made literal by like_escaped:
+    a test pg_trgm's GIN answers.
 
     LIKE rather than strpos: the index answers LIKE when the needle has 3 characters or
-    more. search_text is stored lower-cased; `needle` must be lower-cased already.
+    more. search_text is stored lower-cased; the needle must be lower-cased already.
     """
     percent = sa.literal_column("'%'", sa.Text())
-    escaped = sa.bindparam("q_escaped", like_escaped(needle), type_=sa.Text())
+    escaped = sa.bindparam("q_escaped", type_=sa.Text())
     return events_table.c.search_text.like(percent.concat(escaped).concat(percent), escape="\\")
 
 
-def _pg_candidates(tenant: str, needle: str, *columns: sa.ColumnElement[Any]) -> sa.CTE:
-    """The tenant's events holding `needle`, as a MATERIALIZED CTE of `columns`.
+def _pg_candidates(*columns: sa.ColumnElement[Any]) -> sa.CTE:
+    """The events of :tenant holding the needle (_pg_contains), as a MATERIALIZED CTE of
+    `columns`.
 
     PostgreSQL plans a CTE for reading all of its rows, whatever LIMIT its reader has,
     and runs it only as far as it is read: for a needle not estimated to be common that
@@ -194,8 +197,161 @@ def _pg_candidates(tenant: str, needle: str, *columns: sa.ColumnElement[Any]) ->
     tenant from ix_events_tenant_occurred_at_us, 31 ms of a 34 ms count at 10^6 events.
     """
     tenant_of_row = events_table.c.tenant.concat("")
-    found = sa.select(*columns).where(tenant_of_row == tenant, _pg_contains(needle))
+    found = sa.select(*columns).where(tenant_of_row == sa.bindparam("tenant"), _pg_contains())
     return found.cte("hits").prefix_with("MATERIALIZED", dialect="postgresql")
+
+
+def _count_of(candidates: sa.Select[Any]) -> sa.Select[Any]:
+    """How many rows `candidates` has, up to :bound."""
+    first = candidates.limit(sa.bindparam("bound", type_=sa.Integer())).subquery()
+    return sa.select(sa.func.count()).select_from(first)
+
+
+# _candidate_count's statements: SQLite's over every tenant, PostgreSQL's over the tenant's.
+_SQLITE_CANDIDATE_COUNT = _count_of(
+    sa.select(events_fts.c.rowid).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
+)
+_PG_CANDIDATES = _pg_candidates(events_table.c.seq)
+_PG_CANDIDATE_COUNT = _count_of(sa.select(_PG_CANDIDATES.c.seq))
+
+
+def _page_parameters(
+    tenant: str, where: EventFilter, page: PageRequest, needle: str | None
+) -> dict[str, Any]:
+    """The values of a page's statement, by bound parameter name. Which names are here
+    (with the dialect, the order and how `q` is searched) decides the statement."""
+    params: dict[str, Any] = {"tenant": tenant, "limit": page.limit}
+    if needle is not None:
+        params["q_needle"] = needle
+        params["q_escaped"] = like_escaped(needle)
+        params["q_phrase"] = fts5_phrase(needle)
+    if where.target_id is not None:
+        params["target_id"] = where.target_id
+    if page.after_seq is not None:
+        params["after_seq"] = page.after_seq
+    if page.through_seq is not None:
+        params["through_seq"] = page.through_seq
+    if where.actor_id is not None:
+        params["actor_id"] = where.actor_id
+    if where.action is not None:
+        params["action"] = where.action
+    if where.action_prefix:
+        # A range rather than LIKE: index-backed on both engines, nothing to escape.
+        params["action_from"] = where.action_prefix
+        upper = prefix_upper_bound(where.action_prefix)
+        if upper is not None:
+            params["action_below"] = upper
+    if where.outcome is not None:
+        params["outcome"] = where.outcome
+    if where.since is not None:
+        params["since_us"] = to_micros(where.since)
+    if where.until is not None:
+        params["until_us"] = to_micros(where.until)
+    return params
+
+
+@attrs.frozen
+class _PageShape:
+    """What a page's statement depends on: its values are bound parameters."""
+
+    dialect: str
+    order: str
+    search: str | None  # how `q` is searched: None (no q), "few" candidates, or "walk"
+    names: frozenset[str]  # the parameters given (_page_parameters)
+
+
+# The page statements built so far, by shape: building a SQLAlchemy statement, and its
+# cache key, for every page cost more than running it (0.45 of 0.84 ms in-process for a
+# page of 50). There are a few hundred shapes at most.
+_PAGE_STATEMENTS: dict[_PageShape, sa.Select[Any]] = {}
+
+
+def _page_statement(shape: _PageShape) -> sa.Select[Any]:
+    """The statement of every page of `shape`."""
+    names = shape.names
+    search = shape.search
+    # What the page reads: `events`; or, on PostgreSQL with few candidates, those alone
+    # (same columns). SQLite joins its candidates to `events` in _sqlite_search().
+    rows: sa.FromClause = events_table
+    if search == "few" and shape.dialect == "postgresql":
+        rows = _pg_candidates(*_EVENT_COLUMNS)
+        search = None  # every candidate holds it
+    query = sa.select(*(rows.c[c.name] for c in _EVENT_COLUMNS))
+    if rows is events_table:
+        query = query.where(
+            events_table.c.tenant == sa.bindparam("tenant")
+        )  # candidates: the tenant's
+    if search is not None:
+        if shape.dialect == "postgresql":
+            query = query.where(_pg_contains())  # the walk
+        else:
+            query = _sqlite_search(query, few=search == "few")
+    seq = rows.c.seq
+    if "target_id" in names:
+        # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
+        # events already in seq order, so a page reads no more rows than it returns.
+        # (A correlated EXISTS would make SQLite walk every event of the tenant.)
+        # One row per distinct target id per event, so the join repeats no event.
+        # Few candidates are ordered by their own seq instead, and joined on it alone
+        # (all are the tenant's): an equality on their tenant column, of which the
+        # planner knows nothing, would make it expect 0.5% of them.
+        same_event = event_targets.c.seq == rows.c.seq
+        if rows is events_table:
+            same_event = sa.and_(event_targets.c.tenant == rows.c.tenant, same_event)
+            seq = event_targets.c.seq
+        query = query.join(event_targets, same_event).where(
+            event_targets.c.tenant == sa.bindparam("tenant"),
+            event_targets.c.target_id == sa.bindparam("target_id"),
+        )
+    if "after_seq" in names:
+        after: sa.BindParameter[int] = sa.bindparam("after_seq")
+        query = query.where(seq > after if shape.order == "asc" else seq < after)
+    if "through_seq" in names:
+        query = query.where(seq <= sa.bindparam("through_seq"))
+    conditions = _filter(names)
+    if rows is not events_table:
+        on_rows = ClauseAdapter(rows)  # the same conditions, on the candidates' columns
+        conditions = [on_rows.traverse(condition) for condition in conditions]
+    query = query.where(*conditions)
+    order = seq.asc() if shape.order == "asc" else seq.desc()
+    return query.order_by(order).limit(sa.bindparam("limit", type_=sa.Integer()))
+
+
+# The event filters bound by name: column OP :name, with exactly the semantics of
+# audit.domain.query.matches. All but `target_id`, which the page joins, and `q`.
+_FILTERS: list[tuple[str, Callable[[sa.BindParameter[Any]], sa.ColumnElement[bool]]]] = [
+    ("actor_id", lambda value: events_table.c.actor_id == value),
+    ("action", lambda value: events_table.c.action == value),
+    ("action_from", lambda value: events_table.c.action >= value),
+    ("action_below", lambda value: events_table.c.action < value),
+    ("outcome", lambda value: events_table.c.outcome == value),
+    ("since_us", lambda value: events_table.c.occurred_at_us >= value),
+    ("until_us", lambda value: events_table.c.occurred_at_us < value),
+]
+
+
+def _filter(names: frozenset[str]) -> list[sa.ColumnElement[bool]]:
+    """The conditions of the filters among `names`."""
+    return [condition(sa.bindparam(name)) for name, condition in _FILTERS if name in names]
+
+
+def _sqlite_search(query: sa.Select[Any], few: bool) -> sa.Select[Any]:
+    """`query` narrowed to events whose search_text holds :q_needle; with `few`
+    candidates, driven by the trigram index.
+
+    search_text is stored lower-cased and the needle is lower-cased, so this is exactly
+    the substring test of audit.domain.query.matches. Whatever narrows the rows, the exact
+    test decides: FTS5 folds case its own way, so its candidates are only a superset.
+    """
+    query = query.where(sa.func.instr(events_table.c.search_text, sa.bindparam("q_needle")) > 0)
+    if not few:
+        return query
+    # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
+    # index of another filter instead), fetch each event by rowid, sort by seq.
+    hits = events_fts.c.rowid
+    return query.select_from(
+        _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
+    ).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
 
 
 class SqlEventRepository:
@@ -292,100 +448,20 @@ class SqlEventRepository:
         # With few candidates in the trigram index the page is read from them; with many
         # (or a needle the index cannot narrow) by a walk of the tenant's events in seq
         # order, which LIMIT and the keyset end as soon as a page is found.
-        few = False
+        search = None
         if needle is not None:
+            if string_problem(needle) is not None:
+                return ()  # stored text holds no NUL or lone surrogate
             candidates = self._candidate_count(tenant, needle, page.limit)
             if candidates == 0:
                 return ()  # whatever the other filters
-            few = candidates is not None
-        # What the page reads: `events`; or, on PostgreSQL with few candidates, those alone
-        # (same columns). SQLite joins its candidates to `events` in _search().
-        rows: sa.FromClause = events_table
-        if needle is not None and few and self._conn.dialect.name == "postgresql":
-            rows = _pg_candidates(tenant, needle, *_EVENT_COLUMNS)
-            needle = None  # every candidate holds it
-        query = sa.select(*(rows.c[c.name] for c in _EVENT_COLUMNS))
-        if rows is events_table:
-            query = query.where(events_table.c.tenant == tenant)  # the candidates are the tenant's
-        if needle is not None:
-            query = self._search(query, needle, few)
-        seq = rows.c.seq
-        if where.target_id is not None:
-            # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
-            # events already in seq order, so a page reads no more rows than it returns.
-            # (A correlated EXISTS would make SQLite walk every event of the tenant.)
-            # One row per distinct target id per event, so the join repeats no event.
-            # Few candidates are ordered by their own seq instead, and joined on it alone
-            # (all are the tenant's): an equality on their tenant column, of which the
-            # planner knows nothing, would make it expect 0.5% of them.
-            same_event = event_targets.c.seq == rows.c.seq
-            if rows is events_table:
-                same_event = sa.and_(event_targets.c.tenant == rows.c.tenant, same_event)
-                seq = event_targets.c.seq
-            query = query.join(event_targets, same_event).where(
-                event_targets.c.tenant == tenant, event_targets.c.target_id == where.target_id
-            )
-        if page.after_seq is not None:
-            query = query.where(
-                seq > page.after_seq if page.order == "asc" else seq < page.after_seq
-            )
-        if page.through_seq is not None:
-            query = query.where(seq <= page.through_seq)
-        conditions = self._filter(where)
-        if rows is not events_table:
-            on_rows = ClauseAdapter(rows)  # the same conditions, on the candidates' columns
-            conditions = [on_rows.traverse(condition) for condition in conditions]
-        query = query.where(*conditions)
-        query = query.order_by(seq.asc() if page.order == "asc" else seq.desc()).limit(page.limit)
-        return self._conn.execute(query).all()
-
-    def _filter(self, where: EventFilter) -> list[sa.ColumnElement[bool]]:
-        """SQL conditions with exactly the semantics of audit.domain.query.matches.
-
-        All but `target_id`, which page() joins, and `q`, which _search() adds.
-        """
-        conditions: list[sa.ColumnElement[bool]] = []
-        if where.actor_id is not None:
-            conditions.append(events_table.c.actor_id == where.actor_id)
-        if where.action is not None:
-            conditions.append(events_table.c.action == where.action)
-        if where.action_prefix:
-            # A range rather than LIKE: index-backed on both engines, nothing to escape.
-            conditions.append(events_table.c.action >= where.action_prefix)
-            upper = prefix_upper_bound(where.action_prefix)
-            if upper is not None:
-                conditions.append(events_table.c.action < upper)
-        if where.outcome is not None:
-            conditions.append(events_table.c.outcome == where.outcome)
-        if where.since is not None:
-            conditions.append(events_table.c.occurred_at_us >= to_micros(where.since))
-        if where.until is not None:
-            conditions.append(events_table.c.occurred_at_us < to_micros(where.until))
-        return conditions
-
-    def _search(self, query: sa.Select[Any], needle: str, few: bool) -> sa.Select[Any]:
-        """`query` narrowed to events whose search_text holds `needle`; on SQLite, with
-        `few` candidates, driven by the trigram index.
-
-        search_text is stored lower-cased and `needle` is lower-cased, so this is exactly
-        the substring test of audit.domain.query.matches.
-        """
-        if string_problem(needle) is not None:
-            return query.where(sa.false())  # stored text holds no NUL or lone surrogate
-        if self._conn.dialect.name == "postgresql":
-            # The walk (page() reads few candidates from the index itself).
-            return query.where(_pg_contains(needle))
-        # SQLite. Whatever narrows the rows, the exact test decides: FTS5 folds case its
-        # own way, so its candidates are only a superset.
-        query = query.where(sa.func.instr(events_table.c.search_text, needle) > 0)
-        if not few:
-            return query
-        # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
-        # index of another filter instead), fetch each event by rowid, sort by seq.
-        hits = events_fts.c.rowid
-        return query.select_from(
-            _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
-        ).where(events_fts.c.events_fts.match(fts5_phrase(needle)))
+            search = "walk" if candidates is None else "few"
+        params = _page_parameters(tenant, where, page, needle)
+        shape = _PageShape(self._conn.dialect.name, page.order, search, frozenset(params))
+        statement = _PAGE_STATEMENTS.get(shape)
+        if statement is None:
+            statement = _PAGE_STATEMENTS[shape] = _page_statement(shape)
+        return self._conn.execute(statement, params).all()
 
     def _candidate_count(self, tenant: str, needle: str, limit: int) -> int | None:
         """How many events the trigram index offers for `needle`, counted no further than
@@ -395,7 +471,7 @@ class SqlEventRepository:
         A needle shorter than 3 characters has no trigram; pg_trgm takes trigrams from
         the words (letters and digits) of a needle only, so without any its index would
         hand over every event; and no stored text holds a NUL or a lone surrogate, which
-        _search() answers without looking.
+        _page_rows() answers without looking.
 
         SQLite counts over every tenant: a cheap look at events_fts. PostgreSQL counts the
         tenant's events (`_pg_candidates`): how far the walk reads depends on how common
@@ -419,13 +495,13 @@ class SqlEventRepository:
         if postgres and not any(c.isalnum() for c in needle):
             return None
         bound = candidates_bound(self.head(tenant).seq, limit)
+        params: dict[str, Any] = {"tenant": tenant, "bound": bound + 1}
         if postgres:
-            hits = _pg_candidates(tenant, needle, events_table.c.seq)
-            first = sa.select(hits.c.seq).limit(bound + 1).subquery()
+            params["q_escaped"] = like_escaped(needle)
         else:
-            match = events_fts.c.events_fts.match(fts5_phrase(needle))
-            first = sa.select(events_fts.c.rowid).where(match).limit(bound + 1).subquery()
-        count = int(self._conn.execute(sa.select(sa.func.count()).select_from(first)).scalar_one())
+            params["q_phrase"] = fts5_phrase(needle)
+        statement = _PG_CANDIDATE_COUNT if postgres else _SQLITE_CANDIDATE_COUNT
+        count = int(self._conn.execute(statement, params).scalar_one())
         return None if count > bound else count
 
     def tenants(self) -> list[str]:
