@@ -485,31 +485,70 @@ def _check_page(run: Run, server: AuditServer, name: str, path: str, size: int) 
         log(f"WRONG RESULT {name} at {size:,}: {problem}")
 
 
+# Measured at one connection too: there p50 is the time one page takes to serve, where
+# at 16 connections on 2 cores it is mostly time spent queued behind the others.
+LATENCY_QUERIES = ("actor_id page", "q search")
+
+
 def section_query(
     run: Run, backend: str, server: AuditServer, data: DataSet, ledger: Ledger
 ) -> None:
     p = run.profile
-    flask = run.flask_result("get", p.query_connections)
+    p50s: dict[tuple[str, int, int], float] = {}  # (query, connections, size) -> p50 ms
     for size in p.query_sizes:
         data.grow_to(size)
         for name, path in QUERIES.items():
             _check_page(run, server, name, path, size)
-            spec = run.spec(server, "GET", path, p.query_connections)
-            result, cores = run.measure(server, spec, ledger)
-            log(
-                f"{backend}: {name} at {size:,}: p50 {result.p50_ms:.1f} ms, "
-                f"p99 {result.p99_ms:.1f} ms, {result.rps:,.0f} req/s"
-            )
-            what = f"{name} @{size:.0e}".replace("+0", "").replace("+", "")
-            what += f", {p.query_connections} conns"
-            base = "minimal Flask GET"
-            notes = _notes(result, cores)
-            run.rows += [
-                Row("3", backend, what + ", p50", result.p50_ms, "ms", base, flask.p50_ms, notes),
-                Row("3", backend, what + ", p99", result.p99_ms, "ms", base, flask.p99_ms),
-                Row("3", backend, what + ", throughput", result.rps, "req/s", base, flask.rps),
-            ]
+            for conns in (p.query_connections, 1):
+                if conns == 1 and name not in LATENCY_QUERIES:
+                    continue
+                flask = run.flask_result("get", conns)
+                spec = run.spec(server, "GET", path, conns)
+                result, cores = run.measure(server, spec, ledger)
+                p50s[name, conns, size] = result.p50_ms
+                log(
+                    f"{backend}: {name} at {size:,} x{conns}: p50 {result.p50_ms:.1f} ms, "
+                    f"p99 {result.p99_ms:.1f} ms, {result.rps:,.0f} req/s"
+                )
+                what = f"{name} @{_size(size)}, {_conns(conns)}"
+                base = "minimal Flask GET"
+                notes = _notes(result, cores)
+                run.rows += [
+                    Row(
+                        "3", backend, what + ", p50", result.p50_ms, "ms", base, flask.p50_ms, notes
+                    ),
+                    Row("3", backend, what + ", p99", result.p99_ms, "ms", base, flask.p99_ms),
+                    Row("3", backend, what + ", throughput", result.rps, "req/s", base, flask.rps),
+                ]
         _single_at_size(run, backend, server, data, ledger, size)
+    _query_ratios(run, backend, p50s)
+
+
+def _size(size: int) -> str:
+    return f"{size:.0e}".replace("+0", "").replace("+", "")
+
+
+def _conns(count: int) -> str:
+    return f"{count} conn" if count == 1 else f"{count} conns"
+
+
+def _query_ratios(run: Run, backend: str, p50s: dict[tuple[str, int, int], float]) -> None:
+    """The rows the targets read: p50 at the largest size against the smallest, and q's
+    p50 against the page's at the largest size."""
+    sizes = sorted({size for _, _, size in p50s})
+    small, large = sizes[0], sizes[-1]
+    for (name, conns, size), p50 in sorted(p50s.items()):
+        if size != large or small == large:
+            continue
+        what = f"{name} p50 @{_size(large)} vs @{_size(small)}, {_conns(conns)}"
+        base = f"p50 @{_size(small)}"
+        run.rows.append(Row("3", backend, what, p50, "ms", base, p50s[name, conns, small]))
+    for conns in sorted({conns for _, conns, _ in p50s}):
+        page = p50s.get(("actor_id page", conns, large))
+        q = p50s.get(("q search", conns, large))
+        if page is not None and q is not None:
+            what = f"q search p50 vs actor_id page p50 @{_size(large)}, {_conns(conns)}"
+            run.rows.append(Row("3", backend, what, q, "ms", "actor_id page p50", page))
 
 
 def _single_at_size(
@@ -527,7 +566,7 @@ def _single_at_size(
         Row(
             "2",
             backend,
-            f"single-event ingest, 1 conn, log @{size:.0e}".replace("+0", "").replace("+", ""),
+            f"single-event ingest, 1 conn, log @{_size(size)}",
             result.rps,
             "req/s",
             "minimal Flask POST",

@@ -704,6 +704,32 @@ def test_q_matches_the_reference_semantics_for_hostile_text(
 
 
 @pytest.mark.parametrize("order", ["asc", "desc"])
+def test_q_pages_tenants_written_in_turn(
+    storage: UnitOfWorkFactory, record: RecordEvents, sqlite_search: str, order: Any
+) -> None:
+    """Two tenants appending in turn, one event at a time: each one's search, read page
+    by page, is its own matches in seq order (SQLite reads them in the index's order)."""
+    for n in range(40):
+        for tenant in ("acme", "globex"):
+            text = "needle" if n % 3 else "hay"
+            record(tenant, [new(f"{tenant}-{n}", description=f"{text} {tenant} {n}")])
+    query = QueryEvents(storage)
+    everything = all_events(storage, "acme")
+    for where in (EventFilter(q="NEEDLE"), EventFilter(q="needle acme 1")):
+        expected = reference_page(everything, where, PageRequest(limit=1000, order=order))
+        assert expected
+        seen: list[Event] = []
+        page = PageRequest(limit=4, order=order)
+        while True:
+            result = query("acme", where, page)
+            seen += result.events
+            if result.next_cursor is None:
+                break
+            page = attrs.evolve(page, after_seq=result.events[-1].seq)
+        assert seen == expected, where
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
 def test_paging_with_q_yields_every_match_once(
     storage: UnitOfWorkFactory, searched: list[Event], sqlite_search: str, order: Any
 ) -> None:

@@ -313,6 +313,14 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
         on_rows = ClauseAdapter(rows)  # the same conditions, on the candidates' columns
         conditions = [on_rows.traverse(condition) for condition in conditions]
     query = query.where(*conditions)
+    if search == "few" and shape.dialect == "sqlite":
+        # In the index's own order, which is the log's: the page ends with its last
+        # event, instead of every candidate being read and sorted (0.6 against 11 ms for
+        # 1,000 candidates at 10^6 events). events_fts's rowids are events' rowids, and
+        # SQLite gives a new row the largest rowid yet; events are never deleted, and
+        # each tenant's are inserted in seq order. So rowid order is seq order within a
+        # tenant: the same invariant that makes the index's rowids name the right events.
+        seq = events_fts.c.rowid
     order = seq.asc() if shape.order == "asc" else seq.desc()
     return query.order_by(order).limit(sa.bindparam("limit", type_=sa.Integer()))
 
