@@ -286,3 +286,53 @@ def postgres_commit_per_event(url: str, *, duration_s: float, max_events: int) -
         conn.close()
         _drop_postgres_tables(url)
     return BaselineResult("raw psycopg, 1 commit/event", count, seconds, commits)
+
+
+# The columns an export writes: every one an event document is made of.
+_EXPORTED_COLUMNS = (
+    "id, seq, tenant, action, actor_id, actor_type, actor_name, targets, outcome, "
+    "occurred_at_us, received_at_us, source_ip, source_user_agent, description, metadata, "
+    "prev_hash, hash"
+)
+_EXPORTED_NAMES = tuple(name.strip() for name in _EXPORTED_COLUMNS.split(","))
+
+
+def raw_export(database_url: str, tenant: str = _TENANT, chunk: int = 1000) -> BaselineResult:
+    """The floor under an export, read from the service's own database: the raw driver
+    reads the tenant's events in keyset chunks of `chunk`, as the service does, and writes
+    each row as one JSON line with orjson (its columns by name, times left as integers).
+    No Event, no HTTP; the lines are counted, not kept. Timed whole.
+    """
+    import orjson
+
+    placeholder = "%s" if database_url.startswith("postgresql") else "?"
+    # Built from constants of this module only.
+    query = (
+        f"SELECT {_EXPORTED_COLUMNS} FROM events WHERE tenant = {placeholder}"  # noqa: S608
+        f" AND seq > {placeholder} ORDER BY seq LIMIT {chunk}"
+    )
+    names = _EXPORTED_NAMES
+    dumps = orjson.dumps
+    newline = orjson.OPT_APPEND_NEWLINE
+    if database_url.startswith("postgresql"):
+        import psycopg
+
+        conn: Any = psycopg.connect(database_url, autocommit=True)
+    else:
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    count = size = 0
+    after = 0
+    started = time.perf_counter()
+    try:
+        while True:
+            rows = conn.execute(query, (tenant, after)).fetchall()
+            for row in rows:
+                size += len(dumps(dict(zip(names, row, strict=True)), option=newline))
+            count += len(rows)
+            if len(rows) < chunk:
+                break
+            after = rows[-1][1]
+    finally:
+        conn.close()
+    seconds = time.perf_counter() - started
+    return BaselineResult("raw driver read + orjson line per row", count, seconds, 0)

@@ -615,16 +615,19 @@ def _export_and_check(
         )
     )
     if measured:
+        floor = baselines.raw_export(server.database_url, TENANT)
+        log(f"{backend}: baseline {floor.name}: {floor.rate:,.0f} events/s")
         run.rows += [
             Row(
                 "4",
                 backend,
-                f"export ndjson of {result.lines:.0e} events".replace("+0", "").replace("+", ""),
+                f"export ndjson of {_size(result.lines)} events",
                 result.lines / result.seconds,
                 "events/s",
-                "-",
-                None,
-                f"{result.bytes / 2**20:,.0f} MiB in {result.seconds:.1f}s",
+                floor.name,
+                floor.rate,
+                f"{result.bytes / 2**20:,.0f} MiB in {result.seconds:.1f}s; "
+                f"the baseline read {floor.count:,} events in {floor.seconds:.1f}s",
             ),
             Row(
                 "4",
