@@ -703,6 +703,19 @@ def test_q_matches_the_reference_semantics_for_hostile_text(
                 assert found == reference_page(searched, where, page), where
 
 
+def every_page(
+    query: QueryEvents, tenant: str, where: EventFilter, page: PageRequest
+) -> list[Event]:
+    """Every event of `where`, following the cursor from `page` on, as a client does."""
+    seen: list[Event] = []
+    while True:
+        result = query(tenant, where, page)
+        seen += result.events
+        if result.next_cursor is None:
+            return seen
+        page = attrs.evolve(page, after_seq=result.events[-1].seq)
+
+
 @pytest.mark.parametrize("order", ["asc", "desc"])
 def test_q_pages_tenants_written_in_turn(
     storage: UnitOfWorkFactory, record: RecordEvents, sqlite_search: str, order: Any
@@ -718,14 +731,7 @@ def test_q_pages_tenants_written_in_turn(
     for where in (EventFilter(q="NEEDLE"), EventFilter(q="needle acme 1")):
         expected = reference_page(everything, where, PageRequest(limit=1000, order=order))
         assert expected
-        seen: list[Event] = []
-        page = PageRequest(limit=4, order=order)
-        while True:
-            result = query("acme", where, page)
-            seen += result.events
-            if result.next_cursor is None:
-                break
-            page = attrs.evolve(page, after_seq=result.events[-1].seq)
+        seen = every_page(query, "acme", where, PageRequest(limit=4, order=order))
         assert seen == expected, where
 
 
@@ -744,14 +750,7 @@ def test_paging_with_q_yields_every_match_once(
     ):
         expected = reference_page(searched, where, PageRequest(limit=1000, order=order))
         assert len(expected) > 4, where  # enough for several pages
-        seen: list[Event] = []
-        page = PageRequest(limit=2, order=order)
-        while True:
-            result = query("acme", where, page)
-            seen += result.events
-            if result.next_cursor is None:
-                break
-            page = attrs.evolve(page, after_seq=result.events[-1].seq)
+        seen = every_page(query, "acme", where, PageRequest(limit=2, order=order))
         assert seen == expected, where
         # Bounded from both ends, as an export reads it.
         bounded = PageRequest(limit=1000, order=order, after_seq=3, through_seq=len(searched) - 3)
