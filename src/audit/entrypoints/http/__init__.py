@@ -11,6 +11,7 @@ from audit.domain import rules
 from audit.entrypoints.http import events, metrics, openapi, operations, proofs, tokens
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
+from audit.entrypoints.http.paths import SegmentConverter
 
 
 class AuditApp(Flask):
@@ -20,8 +21,10 @@ class AuditApp(Flask):
 
 
 def _no_store(response: Response) -> Response:
-    # Audit records and token lists must not linger in shared or browser caches.
+    # Audit records and token lists must not linger in shared or browser caches, and no
+    # browser may guess a type other than the one sent (an event's text is never markup).
     response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
 
@@ -31,6 +34,8 @@ def create_app(container: Container | None = None) -> Flask:
         container = build_container()
     app = AuditApp(__name__, static_folder=None)
     app.container = container
+    # Before any route is added: every `<name>` in a path refuses control characters.
+    app.url_map.converters["default"] = SegmentConverter
     # Point the views' Provide markers at this container (wiring is per module, so the
     # last app created in a process wins; tests unwire after each app).
     container.wire()

@@ -91,8 +91,9 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 def handle_unexpected(exc: Exception) -> Response:
     # The traceback stays in the server's log; the client learns nothing of the internals.
+    # The path as a repr: its CR, LF and NUL cannot forge log lines.
     current_app.logger.exception(
-        "unhandled error answering %s %s", request.method, request.path, exc_info=exc
+        "unhandled error answering %s %r", request.method, request.path, exc_info=exc
     )
     return error_response(500, CODE_BY_STATUS[500], INTERNAL_MESSAGE)
 
