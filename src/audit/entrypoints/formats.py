@@ -39,14 +39,20 @@ def ndjson_lines(events: Iterable[EventJson]) -> Iterator[bytes]:
         yield event.json + b"\n"
 
 
-def csv_row(cells: Iterable[Any]) -> str:
-    """One CSV record, exactly as `csv.writer(f, lineterminator="\\n")` writes it.
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP's list for
+# CSV injection): such a cell is written with a leading ', so it shows as the text it is.
+FORMULA_STARTS = frozenset("=+-@\t\r")
 
-    That is the excel dialect, QUOTE_MINIMAL: None is an empty cell, any other non-string
-    its str(); a cell holding a comma, a quote or a line feed is quoted, its quotes
-    doubled. (csv.writer walks every character in Python's C loop: on an export it cost
-    more than all the rest of a row. tests/unit/test_formats.py holds the two to the same
-    text.)
+
+def csv_row(cells: Iterable[Any]) -> str:
+    """One CSV record (RFC 4180, CRLF-terminated), formulas defused.
+
+    Exactly what the stdlib's `csv.writer(f)` (excel dialect, QUOTE_MINIMAL) writes for
+    the cells after defusing: None is an empty cell, any other non-string its str(); a
+    cell starting with one of FORMULA_STARTS gets a leading '; a cell holding a comma, a
+    quote, a CR or a LF is quoted, its quotes doubled. (csv.writer walks every character
+    in Python's C loop: on an export it cost more than all the rest of a row.
+    tests/unit/test_formats.py holds the two to the same text.)
     """
     out = []
     for cell in cells:
@@ -54,14 +60,16 @@ def csv_row(cells: Iterable[Any]) -> str:
             out.append("")
             continue
         text = cell if isinstance(cell, str) else str(cell)
+        if text and text[0] in FORMULA_STARTS:
+            text = "'" + text
         if '"' in text:
             text = '"' + text.replace('"', '""') + '"'
-        elif "," in text or "\n" in text:
+        elif "," in text or "\n" in text or "\r" in text:
             text = '"' + text + '"'
         out.append(text)
     if len(out) == 1 and not out[0]:
         out[0] = '""'  # csv.writer's one empty cell, so that the line is not blank
-    return ",".join(out) + "\n"
+    return ",".join(out) + "\r\n"
 
 
 _NESTED = (dict, list)  # written as JSON in a CSV cell

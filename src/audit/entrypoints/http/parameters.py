@@ -98,7 +98,9 @@ CURSOR = QueryParameter(
 )
 FORMAT = QueryParameter(
     "format",
-    "`ndjson`: one event per line; `csv`: a header row, nested fields as JSON.",
+    "`ndjson`: one event per line, the exact record; `csv` (RFC 4180): a header row, "
+    "nested fields as JSON, and a leading `'` on a cell a spreadsheet would run as a "
+    "formula (one starting with `=`, `+`, `-`, `@`, tab or CR).",
     {"type": "string", "enum": list(EXPORT_FORMATS), "default": DEFAULT_FORMAT},
 )
 
