@@ -151,7 +151,7 @@ def test_the_secret_authenticates_as_its_tenant_and_scopes(
     issued = issue("acme", "ci", WRITE_READ)
     issue("globex", "other", READ)
     assert authenticate(issued.secret) == Principal(
-        token_id=issued.token.id, tenant="acme", scopes=WRITE_READ
+        token_id=issued.token.id, tenant="acme", scopes=WRITE_READ, name="ci"
     )
 
 

@@ -47,7 +47,9 @@ class Authenticate:
             with self._uow(write=True) as uow:
                 uow.tokens.touch(token.id, now)
                 uow.commit()
-        return Principal(token_id=token.id, tenant=token.tenant, scopes=token.scopes)
+        return Principal(
+            token_id=token.id, tenant=token.tenant, scopes=token.scopes, name=token.name
+        )
 
 
 def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:

@@ -74,8 +74,10 @@ class IssuedToken:
 
 @attrs.frozen
 class Principal:
-    """Who is calling: the token's id, its tenant and its scopes."""
+    """Who is calling: the token's id, its tenant and its scopes (and the token's name,
+    which transports may show as the actor when a request names none)."""
 
     token_id: str
     tenant: str
     scopes: frozenset[Scope]
+    name: str = ""

@@ -36,6 +36,8 @@ STATUSES: dict[tuple[str, str], set[str]] = {
     ("get", "/readyz"): {"200", "503"},
     ("get", "/metrics"): {"200", "401", "403"},
     ("get", "/openapi.json"): {"200"},
+    ("post", "/save_logs"): {"200", "400", "401", "403", "413", "415", "422", "503"},
+    ("get", "/get_logs"): {"200", "400", "401", "403", "503"},
 }
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/v1/public-key"}
 

@@ -8,7 +8,7 @@ from flask import Flask, Response
 
 from audit.container import Container, build_container
 from audit.domain import rules
-from audit.entrypoints.http import events, metrics, openapi, operations, proofs, tokens
+from audit.entrypoints.http import events, metrics, openapi, operations, proofs, seed, tokens
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
 from audit.entrypoints.http.paths import SegmentConverter
@@ -49,6 +49,6 @@ def create_app(container: Container | None = None) -> Flask:
     register_error_handlers(app)
     metrics.install(app)
     app.after_request(_no_store)
-    for module in (events, proofs, tokens, operations, openapi):
+    for module in (events, proofs, tokens, operations, openapi, seed):
         app.register_blueprint(module.blueprint)
     return app

@@ -30,6 +30,7 @@ from audit.entrypoints.http.parameters import (
 )
 from audit.entrypoints.http.proofs import ALGORITHM, CHECKPOINT_MEDIA_TYPE
 from audit.entrypoints.http.responses import JSON, json_response
+from audit.entrypoints.http.seed import SAVED as SEED_SAVED
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -591,6 +592,37 @@ _OPERATIONS: dict[str, dict[str, Any]] = {
             }
         },
         "errors": [],
+    },
+    "seed.save_logs": {
+        "summary": "The original service's ingest: form fields stored as one event.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+                }
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "Stored.",
+                "content": {"text/plain": {"schema": {"type": "string", "const": SEED_SAVED}}},
+            }
+        },
+        "errors": ["400", "413", "415", "422", "503"],
+    },
+    "seed.get_logs": {
+        "summary": (
+            "The original service's search: the events whose text holds any value of the "
+            "query's fields, newest first, one per line as `key:value,` pairs."
+        ),
+        "responses": {
+            "200": {
+                "description": "One event per line.",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+        "errors": ["400", "503"],
     },
     "openapi.openapi_json": {
         "summary": "This document.",
