@@ -46,10 +46,15 @@ class Server:
     """One `audit serve` process group; kill() is a SIGKILL of master and workers."""
 
     def __init__(
-        self, database_url: str, workdir: Path, workers: int = 2, threads: int = 8
+        self,
+        database_url: str,
+        workdir: Path,
+        workers: int = 2,
+        threads: int = 8,
+        port: int | None = None,
     ) -> None:
         self.database_url = database_url
-        self.port = free_port()
+        self.port = port or free_port()  # a restart passes the port it had
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
         self._out = self.log.open("w")
