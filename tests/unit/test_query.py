@@ -11,7 +11,14 @@ import pytest
 
 from audit.domain.errors import InvalidParameter
 from audit.domain.events import Event, Party, Source
-from audit.domain.query import EventFilter, decode_cursor, encode_cursor, matches
+from audit.domain.query import (
+    EventFilter,
+    decode_cursor,
+    encode_cursor,
+    matches,
+    parse_filter,
+    read_cursor,
+)
 
 T0 = datetime(2026, 11, 28, 10, tzinfo=UTC)
 
@@ -147,6 +154,22 @@ def test_a_cursor_round_trips_in_its_own_order(order: Any, seq: int) -> None:
     assert decode_cursor(cursor, order) == seq
 
 
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {},
+        {"actor_id": "u-1", "q": 'caf\u00e9 "x"'},
+        {"action": "document.*", "outcome": "failure", "target_id": "t"},
+        {"action": "document.update", "since": "2026-01-01T01:00:00+01:00"},
+        {"until": "2026-01-01T00:00:00.5Z"},
+    ],
+)
+def test_a_cursor_carries_its_filter_and_order(parameters: dict[str, str]) -> None:
+    where = parse_filter(dict(parameters))
+    cursor = read_cursor(encode_cursor(7, "asc", where))
+    assert (cursor.after_seq, cursor.order, cursor.where) == (7, "asc", where)
+
+
 def test_a_cursor_of_one_order_is_refused_in_the_other() -> None:
     with pytest.raises(InvalidParameter):
         decode_cursor(encode_cursor(5, "asc"), "desc")
@@ -184,6 +207,12 @@ def _cursor_of(data: Any) -> str:
         _cursor_of({"s": None, "o": "asc"}),
         _cursor_of({"s": 5, "o": "ASC"}),
         _cursor_of({"s": 5, "o": ["asc"]}),
+        _cursor_of({"s": 5, "o": "asc", "f": None}),
+        _cursor_of({"s": 5, "o": "asc", "f": {"actor_id": ""}}),
+        _cursor_of({"s": 5, "o": "asc", "f": {"actor_id": "a\u0000"}}),
+        _cursor_of({"s": 5, "o": "asc", "f": {"tenant": "other"}}),
+        _cursor_of({"s": 5, "o": "asc", "f": {"until": "tomorrow"}}),
+        "A" * 9000,
     ],
 )
 def test_a_cursor_this_service_did_not_issue_is_an_invalid_parameter(cursor: str) -> None:

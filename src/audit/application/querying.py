@@ -62,7 +62,7 @@ class QueryEvents:
         if len(found) <= page.limit:
             return EventPage(found, None)
         events = found[: page.limit]
-        return EventPage(events, encode_cursor(events[-1].seq, page.order))
+        return EventPage(events, encode_cursor(events[-1].seq, page.order, where))
 
     def json(self, tenant: str, where: EventFilter, page: PageRequest) -> JsonPage:
         with self._uow() as uow:
@@ -70,7 +70,7 @@ class QueryEvents:
         cursor = None
         if len(found) > page.limit:
             del found[page.limit :]
-            cursor = encode_cursor(found[-1].seq, page.order)
+            cursor = encode_cursor(found[-1].seq, page.order, where)
         return JsonPage([event.json for event in found], cursor)
 
 

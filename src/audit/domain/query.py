@@ -14,7 +14,7 @@ import attrs
 from audit.domain.errors import InvalidParameter
 from audit.domain.events import Event
 from audit.domain.rules import OUTCOMES
-from audit.domain.time import parse_rfc3339
+from audit.domain.time import format_time, parse_rfc3339
 
 FILTER_PARAMETERS = ("actor_id", "target_id", "action", "outcome", "since", "until", "q")
 
@@ -81,26 +81,80 @@ class PageRequest:
     through_seq: int | None = None
 
 
-def encode_cursor(seq: int, order: Order) -> str:
-    raw = json.dumps({"s": seq, "o": order}, separators=(",", ":")).encode()
+# A cursor carries its listing's filters, so its length follows theirs; this bounds the
+# work a forged one can ask for.
+CURSOR_MAX_CHARS = 8192
+_NOT_ISSUED = "cursor is not one this service issued"
+
+
+def filter_parameters(where: EventFilter) -> dict[str, str]:
+    """The query parameters that parse_filter reads back as `where`."""
+    values = {
+        "actor_id": where.actor_id,
+        "target_id": where.target_id,
+        "action": where.action if where.action_prefix is None else where.action_prefix + "*",
+        "outcome": where.outcome,
+        "since": None if where.since is None else format_time(where.since),
+        "until": None if where.until is None else format_time(where.until),
+        "q": where.q,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+@attrs.frozen
+class Cursor:
+    """Where a listing stopped: after `after_seq`, in `order`, of the events matching `where`."""
+
+    after_seq: int
+    order: Order
+    where: EventFilter = EventFilter()
+
+
+def encode_cursor(seq: int, order: Order, where: EventFilter | None = None) -> str:
+    data: dict[str, Any] = {"s": seq, "o": order}
+    parameters = {} if where is None else filter_parameters(where)
+    if parameters:
+        data["f"] = parameters
+    raw = json.dumps(data, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_cursor(cursor: str) -> Cursor:
+    """The listing a cursor continues, or InvalidParameter if this service did not issue it.
+
+    Not signed: a forged cursor asks for no more than query parameters could, and its
+    filters go through the same checks.
+    """
+    if len(cursor) > CURSOR_MAX_CHARS:
+        raise InvalidParameter(_NOT_ISSUED)
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        seq, order = data["s"], data["o"]
+        parameters = data.get("f", {})
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
+        raise InvalidParameter(_NOT_ISSUED) from None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise InvalidParameter(_NOT_ISSUED)
+    if order not in ("asc", "desc"):
+        raise InvalidParameter(_NOT_ISSUED)
+    if not isinstance(parameters, dict) or not all(
+        isinstance(value, str) and value and "\x00" not in value for value in parameters.values()
+    ):
+        raise InvalidParameter(_NOT_ISSUED)
+    try:
+        where = parse_filter(parameters)
+    except InvalidParameter:
+        raise InvalidParameter(_NOT_ISSUED) from None
+    return Cursor(after_seq=seq, order=order, where=where)
 
 
 def decode_cursor(cursor: str, order: Order) -> int:
     """The seq a cursor continues after; the cursor must come from a page of the same order."""
-    if len(cursor) > 200:
-        raise InvalidParameter("cursor is not one this service issued")
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        seq, cursor_order = data["s"], data["o"]
-    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error):
-        raise InvalidParameter("cursor is not one this service issued") from None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-        raise InvalidParameter("cursor is not one this service issued")
-    if cursor_order != order:
+    read = read_cursor(cursor)
+    if read.order != order:
         raise InvalidParameter("cursor was issued for the other order")
-    return seq
+    return read.after_seq
 
 
 def _metadata_words(metadata: Mapping[str, Any]) -> list[str]:

@@ -30,7 +30,7 @@ from audit.entrypoints.http.parameters import (
     NO_PARAMETERS,
     event_filter,
     export_format,
-    page_request,
+    listing,
     query_arguments,
 )
 from audit.entrypoints.http.responses import JSON, json_response
@@ -92,7 +92,8 @@ def record_events(record: EventRecorder = Provide[Container.record_events]) -> R
 @inject
 def list_events(query: QueryEvents = Provide[Container.query_events]) -> Response:
     args = query_arguments(LIST_PARAMETERS)
-    page = query.json(current_principal().tenant, event_filter(args), page_request(args))
+    where, page_asked = listing(args)
+    page = query.json(current_principal().tenant, where, page_asked)
     # {"events": [...], "next_cursor": ...} as json_response would write it, from the
     # events' JSON text (tests/integration/http holds it to that).
     body = b"".join(

@@ -21,8 +21,8 @@ from audit.domain.query import (
     EventFilter,
     Order,
     PageRequest,
-    decode_cursor,
     parse_filter,
+    read_cursor,
 )
 from audit.entrypoints.formats import EXPORT_FORMATS
 
@@ -93,7 +93,8 @@ ORDER = QueryParameter(
 )
 CURSOR = QueryParameter(
     "cursor",
-    "The `next_cursor` of the previous page, with the same `order`.",
+    "The `next_cursor` of the previous page: alone (with `limit`) it continues that "
+    "listing; filters or an `order` given beside it must be the cursor's.",
     {"type": "string", "minLength": 1},
 )
 FORMAT = QueryParameter(
@@ -158,21 +159,35 @@ def event_filter(args: Mapping[str, str]) -> EventFilter:
     return parse_filter({name: args.get(name) for name in FILTER_PARAMETERS})
 
 
-def page_request(args: Mapping[str, str]) -> PageRequest:
+def listing(args: Mapping[str, str]) -> tuple[EventFilter, PageRequest]:
+    """The filter and page a list request asks for.
+
+    A cursor carries the filters and order of its listing: with only a cursor (and a
+    limit) the listing goes on; a filter or order given beside it must be the cursor's.
+    """
     limit = rules.PAGE_LIMIT_DEFAULT
     if LIMIT.name in args:
         raw = args[LIMIT.name]
         limit = int(raw) if _LIMIT_RE.fullmatch(raw) else 0
         if not 1 <= limit <= rules.PAGE_LIMIT_MAX:
             raise InvalidParameter(f"limit must be an integer from 1 to {rules.PAGE_LIMIT_MAX}")
-    order = args.get(ORDER.name, DEFAULT_ORDER)
-    if order not in ORDERS:
+    order = args.get(ORDER.name)
+    if order is not None and order not in ORDERS:
         raise InvalidParameter(f"order must be one of {', '.join(ORDERS)}")
-    checked = cast(Order, order)
-    after = None
-    if CURSOR.name in args:
-        after = decode_cursor(args[CURSOR.name], checked)
-    return PageRequest(limit=limit, order=checked, after_seq=after)
+    if CURSOR.name not in args:
+        return event_filter(args), PageRequest(
+            limit=limit, order=cast(Order, order or DEFAULT_ORDER)
+        )
+    cursor = read_cursor(args[CURSOR.name])
+    if order is not None and order != cursor.order:
+        raise InvalidParameter(
+            f"cursor was issued for order={cursor.order}: omit order, or give the cursor's"
+        )
+    if any(name in args for name in FILTER_PARAMETERS) and event_filter(args) != cursor.where:
+        raise InvalidParameter(
+            "the filters differ from the cursor's: omit them, or give exactly the cursor's"
+        )
+    return cursor.where, PageRequest(limit=limit, order=cursor.order, after_seq=cursor.after_seq)
 
 
 def export_format(args: Mapping[str, str]) -> str:
