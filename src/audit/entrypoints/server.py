@@ -1,9 +1,12 @@
-"""`audit serve`: the HTTP API under gunicorn, with threads in each worker process."""
+"""`audit serve`: the HTTP API under gunicorn, with threads in each worker process
+(`worker.AuditWorker`)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+import resource
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -12,6 +15,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from audit.container import build_container
+
+MAX_CONNECTIONS = 10_000
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -32,6 +37,21 @@ def _mark_worker_dead(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def _connection_limit() -> int:
+    """Open connections per worker: as many as the file limit leaves room for, raising
+    the soft limit to the hard one (idle clients must not lock others out)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(100, min(MAX_CONNECTIONS, soft - 256))
 
 
 def run_server(settings: dict[str, Any], host: str, port: int, workers: int, threads: int) -> None:
@@ -56,7 +76,10 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        # gthread, but a thread gets a connection only once its request has arrived.
+        "worker_class": "audit.entrypoints.worker.AuditWorker",
+        # Connections waiting for a request cost a socket, not a thread.
+        "worker_connections": _connection_limit(),
         "timeout": 60,
         "graceful_timeout": 20,
         "keepalive": 5,
