@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 from flask import Flask
-from flask.testing import FlaskClient
 from tests.integration.http.support import (
     MAX_BODY_BYTES,
     START,
@@ -24,6 +23,7 @@ from tests.integration.http.support import (
     MakeToken,
     bearer,
 )
+from tests.openapi_check import CheckedClient
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import upgrade_schema
@@ -102,12 +102,16 @@ def container(settings: dict[str, Any], clock: FixedClock) -> Iterator[Container
 
 @pytest.fixture
 def app(container: Container) -> Flask:
-    return create_app(container)
+    app = create_app(container)
+    app.test_client_class = CheckedClient
+    return app
 
 
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+def client(app: Flask) -> CheckedClient:
+    client = app.test_client()
+    assert isinstance(client, CheckedClient)
+    return client
 
 
 @pytest.fixture
