@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import openapi_spec_validator
+import orjson
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from tests.integration.http.support import AuthHeaders, Headers, event
+from tests.openapi_check import ResponseChecker, ResponseMismatch
 
 from audit.domain import rules
 from audit.domain.query import FILTER_PARAMETERS
@@ -83,6 +86,29 @@ def app_operations(app: Flask) -> set[tuple[str, str]]:
 def operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
     op: dict[str, Any] = document["paths"][path][method]
     return op
+
+
+# Routes that are not the API: the viewer's HTML pages and static files.
+NOT_API = re.compile(r"^/(ui|static)(/|$)")
+
+
+def test_every_route_of_the_app_is_in_the_document(app: Flask, document: dict[str, Any]) -> None:
+    undocumented = [
+        (sorted(rule.methods or ()), rule.rule)
+        for rule in app.url_map.iter_rules()
+        if not NOT_API.match(rule.rule)
+        and any(
+            method.lower() not in document["paths"].get(openapi_path(rule.rule), {})
+            for method in (rule.methods or set()) - AUTOMATIC_METHODS
+        )
+    ]
+    assert undocumented == []
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    # openapi-spec-validator checks the whole document against the OpenAPI 3.1 schema,
+    # every schema object against its JSON Schema dialect, and every $ref.
+    openapi_spec_validator.validate(document)
 
 
 def test_every_route_and_method_is_documented(app: Flask, document: dict[str, Any]) -> None:
@@ -318,3 +344,61 @@ def test_error_codes_in_the_schema_cover_the_api(document: dict[str, Any]) -> No
         "validation_error",
         "unavailable",
     }
+
+
+# The checker every HTTP test's client runs (tests/openapi_check.py) must itself catch a
+# response the document does not describe.
+
+
+def stored_event(client: FlaskClient, headers: Headers) -> tuple[dict[str, Any], dict[str, str]]:
+    response = client.post("/v1/events", json=event(), headers=headers)
+    assert response.status_code == 201
+    return response.get_json(), dict(response.headers)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e.pop("hash"),
+        lambda e: e.update(seq=0),
+        lambda e: e.update(extra=1),
+        lambda e: e["actor"].pop("name"),
+        lambda e: e.update(occurred_at="yesterday"),
+        lambda e: e.update(outcome="maybe"),
+        lambda e: e.update(targets=None),
+    ],
+    ids=["missing", "below-minimum", "extra", "nested-missing", "format", "enum", "null"],
+)
+def test_the_checker_refuses_a_body_its_schema_refuses(
+    client: FlaskClient, document: dict[str, Any], headers: Headers, change: Any
+) -> None:
+    body, response_headers = stored_event(client, headers)
+    checker = ResponseChecker(document)
+    checker.check("POST", "/v1/events", 201, response_headers, orjson.dumps(body))
+    change(body)
+    with pytest.raises(ResponseMismatch):
+        checker.check("POST", "/v1/events", 201, response_headers, orjson.dumps(body))
+
+
+def test_the_checker_refuses_undocumented_statuses_types_and_headers(
+    document: dict[str, Any],
+) -> None:
+    checker = ResponseChecker(document)
+    error = orjson.dumps({"error": {"code": "unavailable", "message": "m"}})
+    json_type = {"Content-Type": "application/json"}
+    checker.check("GET", "/v1/verify", 503, {**json_type, "Retry-After": "1"}, error)
+    bad = [
+        ("GET", "/v1/verify", 418, {**json_type, "Retry-After": "1"}, error),
+        ("GET", "/v1/verify", 503, json_type, error),  # no Retry-After
+        ("GET", "/v1/verify", 503, {**json_type, "Retry-After": "soon"}, error),
+        ("GET", "/v1/verify", 503, {"Content-Type": "text/html", "Retry-After": "1"}, error),
+        ("GET", "/v1/verify", 503, {**json_type, "Retry-After": "1"}, b'{"error": {}}'),
+        ("GET", "/v1/nowhere", 200, json_type, b"{}"),  # an undocumented path is a 404
+        ("PUT", "/v1/verify", 200, json_type, b"{}"),  # an undocumented method is a 405
+        ("DELETE", "/v1/tokens/t1", 204, json_type, b"{}"),  # 204 has no body
+    ]
+    for method, path, status, headers, body in bad:
+        with pytest.raises(ResponseMismatch):
+            checker.check(method, path, status, headers, body)
+    not_found = orjson.dumps({"error": {"code": "not_found", "message": "m"}})
+    checker.check("GET", "/v1/nowhere", 404, json_type, not_found)

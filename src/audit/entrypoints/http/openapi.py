@@ -389,6 +389,12 @@ def _error(description: str, headers: Mapping[str, Any] | None = None) -> dict[s
     return response
 
 
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+}
+
 _RESPONSES: dict[str, Any] = {
     "BadRequest": _error(
         "`malformed_json`: the body is not JSON or not UTF-8 (NaN, Infinity and repeated "
@@ -400,7 +406,8 @@ _RESPONSES: dict[str, Any] = {
         {
             "WWW-Authenticate": {
                 "description": "`Bearer realm=...`",
-                "schema": {"type": "string"},
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Bearer "},
             }
         },
     ),
@@ -416,14 +423,14 @@ _RESPONSES: dict[str, Any] = {
         "`validation_error`: well-formed JSON that is invalid; `details` names every "
         "problem (with its `index` in a batch)."
     ),
+    "TooManyRequests": _error(
+        "`too_many_requests`: too many failed authentications from this address; a token "
+        "already known to be valid is still served.",
+        {"Retry-After": _RETRY_AFTER},
+    ),
     "Unavailable": _error(
         "`unavailable`: storage cannot answer now; nothing was half-written.",
-        {
-            "Retry-After": {
-                "description": "Seconds to wait before trying again.",
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        },
+        {"Retry-After": _RETRY_AFTER},
     ),
 }
 
@@ -436,6 +443,7 @@ _ERROR_RESPONSE_BY_STATUS = {
     "413": "PayloadTooLarge",
     "415": "UnsupportedMediaType",
     "422": "ValidationError",
+    "429": "TooManyRequests",
     "503": "Unavailable",
 }
 
@@ -659,8 +667,9 @@ def _operation(app: Flask, endpoint: str, arguments: list[str]) -> dict[str, Any
     else:
         operation["security"] = [{SECURITY_SCHEME: [scope]}]
         operation["description"] = f"Needs a token with the scope `{scope}`."
-        # Authentication reads storage too, so it can answer 503 as well.
-        errors += ["401", "403", "503"]
+        # Authentication reads storage too, so it can answer 503 as well; an address with
+        # too many failed authentications is answered 429 before its token is read.
+        errors += ["401", "403", "429", "503"]
     responses = dict(spec["responses"])
     for status in sorted(set(errors)):
         responses[status] = _response_ref(_ERROR_RESPONSE_BY_STATUS[status])
