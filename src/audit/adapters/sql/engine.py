@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
 
+from audit.adapters.files import OWNER_ONLY, create_owner_only
 from audit.domain.errors import StorageUnavailable
 
 # Execution option a unit of work sets on its Connection: on SQLite a writer begins
@@ -90,6 +91,13 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
         url, connect_args={"timeout": lock_timeout_ms / 1000}, pool_size=32, max_overflow=32
     )
 
+    @event.listens_for(engine, "do_connect")
+    def _owner_only(*_args: Any) -> None:
+        # SQLite would make the file with the umask's mode (0644: every local user reads
+        # every event and token hash); its -wal and -shm take the database's mode.
+        if url.database and not url.query.get("uri"):  # a file: URI is SQLite's to parse
+            create_owner_only(url.database)
+
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from pysqlite (SQLAlchemy's documented recipe): it
@@ -141,7 +149,7 @@ class WriterQueue:
 
     def acquire(self) -> int:
         """Wait for the lock (StorageUnavailable after the timeout); returns its handle."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, OWNER_ONLY)
         deadline = time.monotonic() + self._timeout_s
         pause = 0.0001
         while True:
