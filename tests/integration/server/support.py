@@ -87,8 +87,8 @@ class Server:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or a busy machine answered late
             time.sleep(0.1)
         raise RuntimeError(f"server not ready in {timeout}s:\n{self.log.read_text()}")
 
