@@ -29,10 +29,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.tree
+	$(BIN)/python -m bench.inprocess
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick $(BENCH_ARGS)
 	$(BIN)/python -m bench.tree --quick
+	$(BIN)/python -m bench.inprocess --rounds 3
 
 # py-spy profiles of the server under load, by function and by layer (bench/README.md).
 # py-spy is no dependency: pip install py-spy. PROFILE_ARGS: a scenario and options.

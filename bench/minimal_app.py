@@ -1,7 +1,7 @@
 """A minimal Flask app: what gunicorn and Flask cost when the handler does almost nothing.
 
-Run under the same gunicorn settings as `audit serve` (gthread, same workers and
-threads), it is the baseline for the HTTP rows: POST parses the JSON body and echoes it
+Run under the same gunicorn settings as `audit serve` (its worker class, same workers
+and threads), it is the baseline for the HTTP rows: POST parses the JSON body and echoes it
 with 201; GET answers a small JSON document.
 """
 

@@ -1,6 +1,7 @@
 """The processes under test: `audit serve` and the minimal Flask app, on loopback only.
 
-Both run under gunicorn (gthread) with the same workers and threads. Each is started in
+Both run under gunicorn, with `audit serve`'s worker class (`audit.entrypoints.worker`),
+the same workers and threads. Each is started in
 its own session and stopped by its own pid (SIGTERM, then SIGKILL of its own group).
 """
 
@@ -251,7 +252,9 @@ class MinimalApp(GunicornProcess):
                 "--bind",
                 f"{HOST}:{self.port}",
                 "--worker-class",
-                "gthread",
+                "audit.entrypoints.worker.AuditWorker",
+                "--worker-connections",
+                "10000",
                 "--workers",
                 str(self.workers_n),
                 "--threads",

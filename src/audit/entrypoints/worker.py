@@ -139,16 +139,16 @@ class AuditWorker(ThreadWorker):  # type: ignore[misc]
         self._await_request(conn, time.monotonic() + self.cfg.keepalive)
 
     def on_client_socket_readable(self, conn: Any, client: Any) -> None:
-        self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._await_request(conn, time.monotonic() + self.cfg.keepalive)
+        self._await_request(conn, time.monotonic() + self.cfg.keepalive, registered=True)
         self._on_readable(conn, client)
 
-    def _await_request(self, conn: Any, idle_deadline: float) -> None:
+    def _await_request(self, conn: Any, idle_deadline: float, registered: bool = False) -> None:
         conn.timeout = idle_deadline
         conn.started = False
         self._arriving[conn] = bytearray()
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        wait = self.poller.modify if registered else self.poller.register
+        wait(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: Any, client: Any) -> None:
         buffer = self._arriving.get(conn)
