@@ -85,6 +85,9 @@ class Container(containers.DeclarativeContainer):
     record_events = providers.Singleton(
         GroupCommit, providers.Factory(RecordEvents, uow=uow, clock=clock)
     )
+    # For a transport that groups requests itself (the queue consumer): submit, then
+    # commit_group, each request all or nothing on its own.
+    record_groups = providers.Factory(RecordEvents, uow=uow, clock=clock)
     query_events = providers.Factory(QueryEvents, uow=uow)
     get_event = providers.Factory(GetEvent, uow=uow)
     export_events = providers.Factory(ExportEvents, uow=uow)

@@ -244,6 +244,25 @@ class _Parser:
         )
 
 
+BATCH_KEY = "events"
+
+
+def is_batch(body: Any) -> bool:
+    """Whether a request body is a batch: `{"events": [...]}` and nothing else beside it."""
+    if not isinstance(body, dict) or BATCH_KEY not in body:
+        return False
+    extra = sorted(key for key in body if key != BATCH_KEY)
+    if extra:
+        raise ValidationFailed(
+            [
+                Problem(field=key, message="unknown field: a batch holds only events")
+                for key in extra
+            ],
+            "the batch is invalid",
+        )
+    return True
+
+
 def parse_event(obj: Any) -> NewEvent:
     """Validate one event; raise ValidationFailed naming every problem."""
     parser = _Parser(index=None)

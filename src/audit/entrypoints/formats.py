@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from audit.domain.errors import AuditError, Problem, ValidationFailed
 from audit.domain.events import EventJson
 from audit.domain.time import format_time
 from audit.domain.tokens import Token
@@ -31,6 +32,25 @@ CSV_COLUMNS = (
 
 def json_bytes(document: Any) -> bytes:
     return orjson.dumps(document)
+
+
+def problem_document(problem: Problem) -> dict[str, Any]:
+    """One entry of `details`: `index` only when the problem belongs to a batch item."""
+    doc: dict[str, Any] = {}
+    if problem.index is not None:
+        doc["index"] = problem.index
+    doc["field"] = problem.field
+    doc["message"] = problem.message
+    return doc
+
+
+def error_document(exc: AuditError, max_details: int | None = None) -> dict[str, Any]:
+    """The error body every transport gives: `{"error": {"code", "message", "details"?}}`,
+    with at most `max_details` details when a bound is given."""
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, ValidationFailed):
+        error["details"] = [problem_document(p) for p in exc.problems[:max_details]]
+    return {"error": error}
 
 
 def ndjson_lines(events: Iterable[EventJson]) -> Iterator[bytes]:

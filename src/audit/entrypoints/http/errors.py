@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
@@ -15,10 +13,10 @@ from audit.domain.errors import (
     MalformedJson,
     NotFound,
     PayloadTooLarge,
-    Problem,
     StorageUnavailable,
     ValidationFailed,
 )
+from audit.entrypoints.formats import problem_document
 from audit.entrypoints.http.responses import error_response
 
 # Statuses of the domain's errors, by their code.
@@ -49,16 +47,6 @@ CODE_BY_STATUS: dict[int, str] = {
 ERROR_CODES = tuple(sorted({*STATUS_BY_CODE, *CODE_BY_STATUS.values()}))
 
 INTERNAL_MESSAGE = "the service failed to answer; the error is logged"
-
-
-def problem_document(problem: Problem) -> dict[str, Any]:
-    """One entry of `details`: `index` only when the problem belongs to a batch item."""
-    doc: dict[str, Any] = {}
-    if problem.index is not None:
-        doc["index"] = problem.index
-    doc["field"] = problem.field
-    doc["message"] = problem.message
-    return doc
 
 
 def handle_audit_error(exc: AuditError) -> Response:

@@ -17,9 +17,8 @@ from audit.application.querying import (
 )
 from audit.application.recording import EventRecorder, Recorded
 from audit.container import Container
-from audit.domain.errors import Problem, ValidationFailed
 from audit.domain.tokens import Scope
-from audit.domain.validation import parse_batch, parse_event
+from audit.domain.validation import BATCH_KEY, is_batch, parse_batch, parse_event
 from audit.entrypoints.formats import EXPORT_FORMATS, json_bytes
 from audit.entrypoints.http.auth import current_principal, require
 from audit.entrypoints.http.body import json_body
@@ -36,24 +35,6 @@ from audit.entrypoints.http.parameters import (
 from audit.entrypoints.http.responses import JSON, json_response
 
 blueprint = Blueprint("events", __name__, url_prefix="/v1")
-
-BATCH_KEY = "events"
-
-
-def _is_batch(body: Any) -> bool:
-    """Whether the body is a batch: `{"events": [...]}` and nothing else beside it."""
-    if not isinstance(body, dict) or BATCH_KEY not in body:
-        return False
-    extra = sorted(key for key in body if key != BATCH_KEY)
-    if extra:
-        raise ValidationFailed(
-            [
-                Problem(field=key, message="unknown field: a batch holds only events")
-                for key in extra
-            ],
-            "the batch is invalid",
-        )
-    return True
 
 
 def _batch_item(recorded: Recorded) -> dict[str, Any]:
@@ -72,7 +53,7 @@ def record_events(record: EventRecorder = Provide[Container.record_events]) -> R
     tenant = current_principal().tenant
     query_arguments(NO_PARAMETERS)
     body = json_body()
-    if not _is_batch(body):
+    if not is_batch(body):
         [recorded] = record(tenant, [parse_event(body)])
         count_ingested(int(recorded.created), int(not recorded.created))
         if not recorded.created:
