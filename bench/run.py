@@ -30,6 +30,7 @@ import orjson
 
 from bench import baselines
 from bench.checks import Ledger, check_export
+from bench.client import section_client
 from bench.events import (
     ACTOR_SELECTIVITY,
     FILTER_ACTOR_ID,
@@ -60,7 +61,7 @@ from bench.servers import (
     sqlite_database,
 )
 
-SECTIONS = ("batch", "single", "query", "export")
+SECTIONS = ("batch", "single", "query", "export", "client")
 TENANT = "default"
 
 
@@ -667,7 +668,7 @@ def _integrity_row(run: Run, backend: str, ledger: Ledger) -> None:
 
 
 def run_backend(run: Run, backend: str, db_url: str) -> None:
-    if {"batch", "single"} & set(run.sections):
+    if {"batch", "single", "client"} & set(run.sections):
         ledger = Ledger(backend, "ingest")
         server = _start_server(run, db_url, backend, "ingest")
         try:
@@ -676,6 +677,8 @@ def run_backend(run: Run, backend: str, db_url: str) -> None:
                 section_single(run, backend, db_url, server, ledger)
             if "batch" in run.sections:
                 section_batch(run, backend, db_url, server, ledger)
+            if "client" in run.sections:
+                section_client(run, backend, server, ledger)
             _export_and_check(run, backend, server, ledger, measured=False)
             _integrity_row(run, backend, ledger)
         finally:
