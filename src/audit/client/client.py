@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -51,6 +52,9 @@ class AuditClient:
     ) -> None:
         if not 1 <= max_batch <= MAX_BATCH:
             raise ValueError(f"max_batch must be from 1 to {MAX_BATCH}")
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"base_url must be an http or https URL, not {base_url!r}")
         self.block_for = block_for
         self._stop = threading.Event()
         self._transport = Transport(
@@ -76,8 +80,7 @@ class AuditClient:
         event_id = event.get("id")
         if event_id is None:
             event_id = new_event_id()
-            event = {**event, "id": event_id}
-        data = orjson.dumps(event)
+        data = orjson.dumps({**event, "id": event_id})
         self._queue.put(Queued(str(event_id), data, time.monotonic()), self.block_for)
         return str(event_id)
 
@@ -95,9 +98,9 @@ class AuditClient:
 
         Retried as record() is (an id is made first, so a retry is safe).
         """
-        if event.get("id") is None:
-            event = {**event, "id": new_event_id()}
-        reply = self._transport.request("POST", "/v1/events", body=orjson.dumps(event))
+        event_id = event.get("id")
+        body = orjson.dumps({**event, "id": new_event_id() if event_id is None else event_id})
+        reply = self._transport.request("POST", "/v1/events", body=body)
         if reply.status not in (200, 201):
             raise reply.error()
         stored: dict[str, Any] = reply.json()

@@ -265,3 +265,15 @@ def test_the_client_imports_no_server_dependency() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_any_mapping_is_recorded_and_a_bad_url_is_refused_up_front() -> None:
+    from types import MappingProxyType
+
+    with stub_server(created) as stub, AuditClient(stub.url, "t") as client:
+        kept = client.record(MappingProxyType(event(1, id="e-1")))
+        made = client.record(MappingProxyType(event(2)))
+        client.flush(timeout=20)
+    assert stub.posted_ids() == [kept, made]
+    with pytest.raises(ValueError, match="http or https"):
+        AuditClient("127.0.0.1:8080", "t")
