@@ -425,10 +425,11 @@ def _record_in_process(database_url: str, prefix: str, count: int, results: Any)
     """In a child process: the service's own use case, in batches of 1000 (one txn each)."""
     done = 0
     try:
-        from audit.container import build_container, settings_from_env
+        from audit.container import build_container
         from audit.domain.validation import parse_event
+        from audit.settings import Settings
 
-        container = build_container(settings_from_env({"AUDIT_DATABASE_URL": database_url}))
+        container = build_container(Settings(database_url=database_url))
         record = container.record_events()
         for start in range(1, count + 1, 1000):
             stop = min(start + 1000, count + 1)

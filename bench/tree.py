@@ -27,6 +27,7 @@ from audit.adapters.sql import upgrade_schema
 from audit.container import build_container
 from audit.domain import tree
 from audit.domain.events import NewEvent, Party, Source
+from audit.settings import Settings
 
 BATCH = 1000
 
@@ -58,14 +59,11 @@ def _container(folder: Path, name: str) -> Any:
     url = f"sqlite:///{folder / name}"
     upgrade_schema(url)
     return build_container(
-        {
-            "database_url": url,
-            "storage": "sql",
-            "log_origin": "bench.example/audit",
-            "signing_key_file": str(folder / "signing.key"),
-            "signing_key": None,
-            "checkpoint_dir": None,
-        }
+        Settings(
+            database_url=url,
+            log_origin="bench.example/audit",
+            signing_key_file=str(folder / "signing.key"),
+        )
     )
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
-
 from dependency_injector import containers, providers
 
 from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
@@ -30,38 +27,7 @@ from audit.application.tokens import (
     ListTokens,
     RevokeToken,
 )
-
-MEMORY_URL = "memory://"
-DEFAULT_DATABASE_URL = "sqlite:///audit.db"
-DEFAULT_ORIGIN = "localhost/audit"
-DEFAULT_SIGNING_KEY_FILE = "audit-signing.key"
-
-
-def storage_kind(url: str) -> str:
-    return "memory" if url == MEMORY_URL else "sql"
-
-
-def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Configuration from the environment, read once, here."""
-    env = dict(os.environ if env is None else env)
-    url = env.get("AUDIT_DATABASE_URL") or DEFAULT_DATABASE_URL
-    return {
-        "database_url": url,
-        "storage": storage_kind(url),
-        "max_body_bytes": int(env.get("AUDIT_MAX_BODY_BYTES", 5 * 1024 * 1024)),
-        **signing_settings(env),
-    }
-
-
-def signing_settings(env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The verifiable log's settings: origin prefix, signing key, checkpoint folder."""
-    env = dict(os.environ if env is None else env)
-    return {
-        "log_origin": env.get("AUDIT_LOG_ORIGIN") or DEFAULT_ORIGIN,
-        "signing_key_file": env.get("AUDIT_SIGNING_KEY_FILE") or DEFAULT_SIGNING_KEY_FILE,
-        "signing_key": env.get("AUDIT_SIGNING_KEY") or None,
-        "checkpoint_dir": env.get("AUDIT_CHECKPOINT_DIR") or None,
-    }
+from audit.settings import Settings
 
 
 class Container(containers.DeclarativeContainer):
@@ -69,6 +35,8 @@ class Container(containers.DeclarativeContainer):
 
     wiring_config = containers.WiringConfiguration(packages=["audit.entrypoints.http"])
 
+    # The one Settings object of the process, and `config` fed from it (build_container).
+    settings = providers.Dependency(instance_of=Settings)
     config = providers.Configuration()
 
     clock = providers.Singleton(SystemClock)
@@ -114,7 +82,10 @@ class Container(containers.DeclarativeContainer):
     prove_consistency = providers.Factory(ProveConsistency, uow=uow)
 
 
-def build_container(settings: dict[str, Any] | None = None) -> Container:
-    container = Container()
-    container.config.from_dict(settings if settings is not None else settings_from_env())
+def build_container(settings: Settings | None = None) -> Container:
+    """The container of `settings` (default: the process environment's)."""
+    if settings is None:
+        settings = Settings.from_env()
+    container = Container(settings=settings)
+    container.config.from_dict(settings.as_config())
     return container

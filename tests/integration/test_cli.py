@@ -115,9 +115,10 @@ def test_reading_commands_refuse_a_missing_sqlite_file(tmp_path: Path) -> None:
 def test_export_and_verify(db: str, tmp_path: Path) -> None:
     from audit.container import build_container
     from audit.domain.validation import parse_batch
+    from audit.settings import Settings
 
     _create_token(db, "events:read")  # creates the schema
-    container = build_container({"database_url": db, "storage": "sql"})
+    container = build_container(Settings(database_url=db))
     container.record_events()(
         "acme",
         parse_batch(
@@ -167,20 +168,15 @@ def test_checkpoint_signs_every_tenant_and_keeps_them_in_the_folder(
 ) -> None:
     from audit.container import build_container
     from audit.domain.validation import parse_batch
+    from audit.settings import Settings
     from audit.verify import open_checkpoint, parse_vkey
 
     _create_token(db, "events:read")  # creates the schema
     key_file = tmp_path / "signing.key"
     folder = tmp_path / "checkpoints"
-    settings = {
-        "database_url": db,
-        "storage": "sql",
-        "log_origin": "example.org/audit",
-        "signing_key_file": str(key_file),
-        "signing_key": None,
-        "checkpoint_dir": None,
-    }
-    container = build_container(settings)
+    container = build_container(
+        Settings(database_url=db, log_origin="example.org/audit", signing_key_file=str(key_file))
+    )
     for tenant, count in (("acme", 3), ("globex", 5)):
         container.record_events()(
             tenant,
@@ -206,3 +202,14 @@ def test_checkpoint_signs_every_tenant_and_keeps_them_in_the_folder(
         assert note in done.stdout
         checkpoint = open_checkpoint(note, verifier, f"example.org/audit/{tenant}")
         assert checkpoint.size == count
+
+
+def test_a_bad_setting_is_one_sentence(tmp_path: Path) -> None:
+    done = run_audit(
+        "verify",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        env={"AUDIT_MAX_BODY_BYTES": "lots"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: AUDIT_MAX_BODY_BYTES='lots' is not a valid value"

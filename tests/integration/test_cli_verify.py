@@ -18,6 +18,7 @@ from audit.container import Container, build_container
 from audit.domain.query import parse_filter
 from audit.domain.validation import parse_batch
 from audit.entrypoints.formats import json_bytes, ndjson_lines
+from audit.settings import Settings
 
 ORIGIN_PREFIX = "example.org/audit"
 TENANT = "acme"
@@ -27,14 +28,7 @@ EVENTS = 13  # not a power of two: proofs have inner and border hashes
 
 def _container(key_file: Path) -> Container:
     return build_container(
-        {
-            "database_url": "memory://",
-            "storage": "memory",
-            "log_origin": ORIGIN_PREFIX,
-            "signing_key_file": str(key_file),
-            "signing_key": None,
-            "checkpoint_dir": None,
-        }
+        Settings(database_url="memory://", log_origin=ORIGIN_PREFIX, signing_key_file=str(key_file))
     )
 
 

@@ -14,17 +14,11 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from audit.container import (
-    DEFAULT_DATABASE_URL,
-    MEMORY_URL,
-    Container,
-    build_container,
-    signing_settings,
-    storage_kind,
-)
+from audit.container import Container, build_container
 from audit.domain.errors import AuditError
 from audit.domain.query import parse_filter
 from audit.entrypoints.formats import EXPORT_FORMATS, token_document
+from audit.settings import DEFAULT_DATABASE_URL, Settings
 from audit.verify import (
     Checkpoint,
     VerificationError,
@@ -62,19 +56,14 @@ class _AuditGroup(click.Group):
 def database_url_option(func: F) -> F:
     return click.option(
         "--database-url",
-        envvar="AUDIT_DATABASE_URL",
-        default=DEFAULT_DATABASE_URL,
-        show_default=True,
-        help="SQLAlchemy URL of the store: sqlite:///path or postgresql://user@host/db.",
+        help="SQLAlchemy URL of the store: sqlite:///path or postgresql://user@host/db "
+        f"(default: AUDIT_DATABASE_URL, else {DEFAULT_DATABASE_URL}).",
     )(func)
 
 
-def _settings(database_url: str) -> dict[str, Any]:
-    return {
-        "database_url": database_url,
-        "storage": storage_kind(database_url),
-        **signing_settings(),
-    }
+def _settings(database_url: str | None) -> Settings:
+    """The settings of the environment, with the command line's options winning."""
+    return Settings.from_env(database_url=database_url)
 
 
 def _sqlite_path(database_url: str) -> Path | None:
@@ -86,21 +75,21 @@ def _sqlite_path(database_url: str) -> Path | None:
     return Path(url.database)
 
 
-def _for_writing(database_url: str) -> Container:
+def _for_writing(settings: Settings) -> Container:
     """A container over a store whose schema is brought up to date first."""
-    if database_url != MEMORY_URL:
+    if settings.storage == "sql":
         from audit.adapters.sql import upgrade_schema
 
-        upgrade_schema(database_url)
-    return build_container(_settings(database_url))
+        upgrade_schema(settings.database_url)
+    return build_container(settings)
 
 
-def _for_reading(database_url: str) -> Container:
+def _for_reading(settings: Settings) -> Container:
     """A container over an existing store: never creates an empty SQLite file."""
-    path = _sqlite_path(database_url)
+    path = _sqlite_path(settings.database_url)
     if path is not None and not path.exists():
         raise click.ClickException(f"no database at {path} (set --database-url)")
-    return build_container(_settings(database_url))
+    return build_container(settings)
 
 
 @click.group(cls=_AuditGroup)
@@ -115,11 +104,12 @@ def cli() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-def serve(database_url: str, host: str, port: int, workers: int, threads: int) -> None:
+def serve(database_url: str | None, host: str, port: int, workers: int, threads: int) -> None:
     """Serve the HTTP API (creating or upgrading the schema first)."""
-    if database_url == MEMORY_URL and workers > 1:
+    settings = _settings(database_url)
+    if settings.storage == "memory" and workers > 1:
         raise click.ClickException("memory:// storage cannot be shared by several workers")
-    container = _for_writing(database_url)
+    container = _for_writing(settings)
     # Made (or read) once here, before the workers fork, so they all sign with one key.
     signer = container.signer()
     issued = container.bootstrap_token()()
@@ -137,12 +127,12 @@ def serve(database_url: str, host: str, port: int, workers: int, threads: int) -
             "audit tokens create --tenant default --scope events:write --scope events:read"
         )
     click.echo(f"Checkpoints are signed by {signer.vkey}")
-    if database_url != MEMORY_URL:
+    if settings.storage == "sql":
         container.engine().dispose()  # the workers open their own connections after the fork
     sys.stdout.flush()
     from audit.entrypoints.server import run_server
 
-    run_server(_settings(database_url), host, port, workers, threads)
+    run_server(settings, host, port, workers, threads)
 
 
 @cli.group(cls=_AuditGroup)
@@ -169,7 +159,7 @@ def _parse_duration(text: str) -> timedelta:
 @click.option("--expires-in", help="Lifetime, e.g. 30d, 12h, 15m.")
 @click.option("--json", "as_json", is_flag=True, help="Print the token object as JSON.")
 def tokens_create(
-    database_url: str,
+    database_url: str | None,
     tenant: str,
     scopes: tuple[str, ...],
     name: str,
@@ -179,7 +169,7 @@ def tokens_create(
     """Make a token and print its secret (shown only this once)."""
     from audit.application.tokens import parse_scopes
 
-    container = _for_writing(database_url)
+    container = _for_writing(_settings(database_url))
     expires_at = None
     if expires_in is not None:
         expires_at = container.clock().now() + _parse_duration(expires_in)
@@ -194,9 +184,9 @@ def tokens_create(
 @database_url_option
 @click.option("--tenant", help="Only this tenant's tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def tokens_list(database_url: str, tenant: str | None, as_json: bool) -> None:
+def tokens_list(database_url: str | None, tenant: str | None, as_json: bool) -> None:
     """List tokens (never their secrets)."""
-    found = _for_reading(database_url).list_tokens()(tenant)
+    found = _for_reading(_settings(database_url)).list_tokens()(tenant)
     docs = [token_document(t) for t in found]
     if as_json:
         click.echo(orjson.dumps({"tokens": docs}))
@@ -212,18 +202,18 @@ def tokens_list(database_url: str, tenant: str | None, as_json: bool) -> None:
 @tokens.command("revoke")
 @database_url_option
 @click.argument("token_id")
-def tokens_revoke(database_url: str, token_id: str) -> None:
+def tokens_revoke(database_url: str | None, token_id: str) -> None:
     """Revoke a token: it fails with 401 from now on."""
-    token = _for_writing(database_url).revoke_token()(None, token_id)
+    token = _for_writing(_settings(database_url)).revoke_token()(None, token_id)
     click.echo(f"revoked {token.id} ({token.tenant}/{token.name})")
 
 
 @cli.command()
 @database_url_option
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
-def verify(database_url: str, tenant: str | None) -> None:
+def verify(database_url: str | None, tenant: str | None) -> None:
     """Recompute hash chains; exit 1 at the first broken seq."""
-    container = _for_reading(database_url)
+    container = _for_reading(_settings(database_url))
     tenants = [tenant] if tenant else container.list_tenants()()
     broken = False
     for name in tenants:
@@ -244,20 +234,20 @@ def verify(database_url: str, tenant: str | None) -> None:
 @cli.command()
 @database_url_option
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
-def checkpoint(database_url: str, tenant: str | None) -> None:
+def checkpoint(database_url: str | None, tenant: str | None) -> None:
     """Sign a checkpoint of each tenant's log now, and keep it in AUDIT_CHECKPOINT_DIR.
 
     For cron: the folder then always holds recent signed checkpoints to ship elsewhere,
     whether or not anyone asked the API for one. Needs the service's signing key.
     """
     settings = _settings(database_url)
-    if not settings["signing_key"] and not Path(settings["signing_key_file"]).exists():
+    if not settings.signing_key and not Path(settings.signing_key_file).exists():
         # Making a new key here would sign with a key nobody trusts.
         raise click.ClickException(
-            f"no signing key at {settings['signing_key_file']}: run it where the service's"
+            f"no signing key at {settings.signing_key_file}: run it where the service's"
             " key is, or set AUDIT_SIGNING_KEY_FILE"
         )
-    container = _for_reading(database_url)
+    container = _for_reading(settings)
     tenants = [tenant] if tenant else container.list_tenants()()
     sign = container.sign_checkpoint()
     for name in tenants:
@@ -276,10 +266,12 @@ def checkpoint(database_url: str, tenant: str | None) -> None:
 @click.option("--until", help="RFC 3339, exclusive.")
 @click.option("--q", help="Case-insensitive text in description, metadata or names.")
 @click.option("-o", "--output", type=click.File("wb"), default="-", help="File (default stdout).")
-def export(database_url: str, tenant: str, fmt: str, output: Any, **filters: str | None) -> None:
+def export(
+    database_url: str | None, tenant: str, fmt: str, output: Any, **filters: str | None
+) -> None:
     """Export a tenant's events in ascending seq, as NDJSON or CSV."""
     where = parse_filter(dict(filters))
-    container = _for_reading(database_url)
+    container = _for_reading(_settings(database_url))
     _, render = EXPORT_FORMATS[fmt]
     events = container.export_events()(tenant, where)
     if sys.stderr.isatty():

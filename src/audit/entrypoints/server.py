@@ -12,9 +12,11 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from gunicorn.app.base import BaseApplication
 
 from audit.container import build_container
+from audit.settings import Settings
 
 MAX_CONNECTIONS = 10_000
 
@@ -54,7 +56,7 @@ def _connection_limit() -> int:
     return max(100, min(MAX_CONNECTIONS, soft - 256))
 
 
-def run_server(settings: dict[str, Any], host: str, port: int, workers: int, threads: int) -> None:
+def run_server(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
     """Serve until stopped. Each worker builds its own app and engine after the fork."""
 
     def load_app() -> Any:
@@ -68,10 +70,12 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
         return app
 
     metrics_dir = None
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if workers > 1 and settings.metrics_dir is None:
         # Each worker counts in files here, so /metrics adds up every worker's numbers.
+        # prometheus_client reads the folder from its environment variable.
         metrics_dir = tempfile.mkdtemp(prefix="audit-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        settings = attrs.evolve(settings, metrics_dir=metrics_dir)
     options = {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers,
@@ -91,7 +95,7 @@ def run_server(settings: dict[str, Any], host: str, port: int, workers: int, thr
         # would fight over it, and nothing here uses it.
         "control_socket_disable": True,
     }
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.metrics_dir is not None:
         # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
         options["child_exit"] = _mark_worker_dead
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from dependency_injector import providers
@@ -27,16 +26,10 @@ from tests.openapi_check import CheckedClient
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import upgrade_schema
-from audit.container import (
-    DEFAULT_ORIGIN,
-    MEMORY_URL,
-    Container,
-    build_container,
-    signing_settings,
-    storage_kind,
-)
+from audit.container import Container, build_container
 from audit.domain.tokens import ALL_SCOPES, Scope
 from audit.entrypoints.http import create_app
+from audit.settings import DEFAULT_ORIGIN, MEMORY_URL, Settings
 
 
 @pytest.fixture
@@ -72,17 +65,15 @@ def signing_key_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(
     database: str, log_origin: str, checkpoint_dir: Path | None, signing_key_file: Path
-) -> dict[str, Any]:
-    # From the environment-free defaults, so a developer's AUDIT_* variables do not leak in.
-    return {
-        **signing_settings({}),
-        "database_url": database,
-        "storage": storage_kind(database),
-        "max_body_bytes": MAX_BODY_BYTES,
-        "log_origin": log_origin,
-        "signing_key_file": str(signing_key_file),
-        "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir),
-    }
+) -> Settings:
+    # Not from the environment, so a developer's AUDIT_* variables do not leak in.
+    return Settings(
+        database_url=database,
+        max_body_bytes=MAX_BODY_BYTES,
+        log_origin=log_origin,
+        signing_key_file=str(signing_key_file),
+        checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+    )
 
 
 @pytest.fixture
@@ -91,12 +82,12 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def container(settings: dict[str, Any], clock: FixedClock) -> Iterator[Container]:
+def container(settings: Settings, clock: FixedClock) -> Iterator[Container]:
     container = build_container(settings)
     container.clock.override(providers.Object(clock))
     yield container
     container.unwire()
-    if settings["storage"] == "sql":
+    if settings.storage == "sql":
         container.engine().dispose()
 
 

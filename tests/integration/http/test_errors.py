@@ -356,11 +356,16 @@ def test_a_batch_over_the_limit(client: FlaskClient, headers: Headers) -> None:
     assert_error(client.post("/v1/events", json=batch, headers=headers), 413, "payload_too_large")
 
 
-def test_the_default_limit_is_5_mib(container: Container) -> None:
+def test_the_default_limit_is_5_mib() -> None:
+    from audit.container import build_container
     from audit.entrypoints.http import create_app
+    from audit.settings import Settings
 
-    container.config.max_body_bytes.from_value(None)
-    assert create_app(container).config["MAX_CONTENT_LENGTH"] == 5 * 1024 * 1024
+    container = build_container(Settings.from_env({}, database_url="memory://"))
+    try:
+        assert create_app(container).config["MAX_CONTENT_LENGTH"] == 5 * 1024 * 1024
+    finally:
+        container.unwire()
 
 
 # 415 unsupported_media_type

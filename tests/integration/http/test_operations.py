@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import attrs
 import pytest
+from dependency_injector import providers
 from flask.testing import FlaskClient
 from tests.integration.http.support import AuthHeaders, Headers, event, on_every_storage
 
@@ -77,7 +79,10 @@ def test_metrics_of_several_workers_are_read_from_their_folder(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # prometheus_client reads its variable; the app reads the settings.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    settings = attrs.evolve(container.settings(), metrics_dir=str(tmp_path))
+    container.settings.override(providers.Object(settings))
     app = create_app(container)
     assert app.config[METRICS_MULTIPROCESS] is True
     response = app.test_client().get("/metrics", headers=auth_headers(Scope.METRICS_READ))

@@ -47,22 +47,25 @@ class Server:
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         workdir: Path,
         workers: int = 2,
         threads: int = 8,
         port: int | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`database_url` None: no --database-url (the environment's or the default);
+        `env`: variables added to this process's environment."""
         self.database_url = database_url
         self.port = port or free_port()  # a restart passes the port it had
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-{self.port}.log"
         self._out = self.log.open("w")
+        url_option = [] if database_url is None else ["--database-url", database_url]
         self.proc = subprocess.Popen(
             audit_command(
                 "serve",
-                "--database-url",
-                database_url,
+                *url_option,
                 "--port",
                 str(self.port),
                 "--workers",
@@ -73,6 +76,7 @@ class Server:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             cwd=workdir,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
         )
         self._wait_ready()

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from flask import Flask, Response
 
 from audit.container import Container, build_container
-from audit.domain import rules
 from audit.entrypoints.http import events, metrics, openapi, operations, proofs, seed, tokens
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
@@ -40,11 +37,11 @@ def create_app(container: Container | None = None) -> Flask:
     # last app created in a process wins; tests unwire after each app).
     container.wire()
 
-    max_body = container.config.max_body_bytes()
-    app.config["MAX_CONTENT_LENGTH"] = int(max_body or rules.MAX_BODY_BYTES)
+    settings = container.settings()
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     # Answer OPTIONS with a JSON 405 like any other method a path does not take.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    app.config[METRICS_MULTIPROCESS] = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    app.config[METRICS_MULTIPROCESS] = settings.metrics_dir is not None
 
     register_error_handlers(app)
     metrics.install(app)

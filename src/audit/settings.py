@@ -1,0 +1,98 @@
+"""The service's settings: one frozen object, built once from the environment and the
+command line, and handed to the container (which feeds its `config` from it).
+
+To add a setting, add ONE line to `Settings`:
+
+    auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 20, int)
+
+`Settings.from_env` then reads it (an empty variable counts as unset), the command line
+can override it (`Settings.from_env(auth_failure_limit=5)`), and the container sees it as
+`config.auth_failure_limit`. A setting with no environment variable is a plain attrs
+attribute with a default. Document each variable in the README's settings table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from audit.domain import rules
+from audit.domain.errors import AuditError
+
+T = TypeVar("T")
+
+MEMORY_URL = "memory://"
+DEFAULT_DATABASE_URL = "sqlite:///audit.db"
+DEFAULT_ORIGIN = "localhost/audit"
+DEFAULT_SIGNING_KEY_FILE = "audit-signing.key"
+
+_ENV = "audit_env"
+_PARSE = "audit_parse"
+
+
+class SettingsError(AuditError):
+    """A setting has a value the service cannot use."""
+
+    code = "invalid_settings"
+
+
+def variable(name: str, default: T, parse: Callable[[str], T] | None = None) -> T:
+    """A setting read from the environment variable `name` (parsed by `parse`, else kept
+    as the string), `default` when the variable is unset or empty."""
+    return attrs.field(default=default, metadata={_ENV: name, _PARSE: parse or str})
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be a positive number, not {value}")
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Everything configurable about one process of the service."""
+
+    database_url: str = variable("AUDIT_DATABASE_URL", DEFAULT_DATABASE_URL)
+    max_body_bytes: int = attrs.field(
+        default=rules.MAX_BODY_BYTES,
+        validator=_positive,
+        metadata={_ENV: "AUDIT_MAX_BODY_BYTES", _PARSE: int},
+    )
+    log_origin: str = variable("AUDIT_LOG_ORIGIN", DEFAULT_ORIGIN)
+    signing_key_file: str = variable("AUDIT_SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)
+    signing_key: str | None = variable("AUDIT_SIGNING_KEY", None)
+    checkpoint_dir: str | None = variable("AUDIT_CHECKPOINT_DIR", None)
+    # prometheus_client's own variable: where gunicorn's workers count, so /metrics adds
+    # up every worker (None: one process, counting in memory).
+    metrics_dir: str | None = variable("PROMETHEUS_MULTIPROC_DIR", None)
+
+    @property
+    def storage(self) -> str:
+        """Which unit of work the container builds: "memory" or "sql"."""
+        return "memory" if self.database_url == MEMORY_URL else "sql"
+
+    def as_config(self) -> dict[str, Any]:
+        """The container's `config`: every setting by its name, and the storage kind."""
+        return {**attrs.asdict(self), "storage": self.storage}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """The settings of `env` (default: the process environment), with `overrides`
+        (the command line's options) winning; an override of None means "not given"."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for field in attrs.fields(cls):
+            name = field.metadata.get(_ENV)
+            raw = source.get(name) if name else None
+            if raw:
+                try:
+                    values[field.name] = field.metadata[_PARSE](raw)
+                except ValueError:
+                    raise SettingsError(f"{name}={raw!r} is not a valid value") from None
+        values.update({key: value for key, value in overrides.items() if value is not None})
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
