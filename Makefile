@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-quick profile clean
+.PHONY: run test test-faults lint bench bench-quick profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+# The fault suite (tests/faults, README "Fault suite"): kill -9, disk full, locks, a
+# PostgreSQL restart, slow clients, hostile input. Needs root for tmpfs and a private
+# PostgreSQL cluster (those cases skip, saying why, without it); prints a table.
+test-faults: $(STAMP)
+	AUDIT_FAULT_SUITE=1 $(BIN)/python -m pytest tests/faults -rsx $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

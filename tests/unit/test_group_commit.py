@@ -118,13 +118,16 @@ def test_a_request_repeating_an_id_with_new_content_is_refused_before_it_waits(
 
 class FailingFactory(InMemoryUnitOfWorkFactory):
     failing = True
+    delay = 0.01
+    write_attempts = 0
 
     def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
         unit = super().__call__(write)
         if write and self.failing:
+            self.write_attempts += 1
 
             def fail() -> None:
-                time.sleep(0.01)
+                time.sleep(self.delay)
                 raise StorageUnavailable("the disk is full")
 
             unit.commit = fail  # type: ignore[method-assign]
@@ -153,3 +156,30 @@ def test_a_storage_failure_reaches_every_waiter_and_stores_nothing(clock: FixedC
     # ... and once storage recovers, the same group commit serves the next request.
     storage.failing = False
     assert group("acme", [new("later")])[0].event.seq == 1
+
+
+def test_requests_queued_behind_a_refused_group_are_refused_with_it(clock: FixedClock) -> None:
+    """A lock timeout is waited out once: who queued meanwhile is answered when it ends,
+    not after a second wait of their own."""
+    storage = FailingFactory()
+    storage.delay = 0.3  # the first group waits this long for a lock, then fails
+    group = GroupCommit(RecordEvents(storage, clock))
+    took: list[float] = []
+
+    def send(n: int) -> None:
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            group("acme", [new(f"e-{n}")])
+        took.append(time.monotonic() - started)
+
+    first = threading.Thread(target=send, args=(0,))
+    first.start()
+    time.sleep(0.1)  # the first group is waiting now
+    rest = [threading.Thread(target=send, args=(n,)) for n in range(1, 6)]
+    for thread in rest:
+        thread.start()
+    for thread in [first, *rest]:
+        thread.join()
+    assert len(took) == 6
+    assert storage.write_attempts == 1
+    assert max(took) < 0.3 + 0.2  # one wait, not two

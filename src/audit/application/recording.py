@@ -15,7 +15,13 @@ import attrs
 from audit.application.ports import Clock, UnitOfWork, UnitOfWorkFactory
 from audit.domain import tree
 from audit.domain.chain import ChainHead, seal
-from audit.domain.errors import AuditError, Conflict, Problem, ValidationFailed
+from audit.domain.errors import (
+    AuditError,
+    Conflict,
+    Problem,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from audit.domain.events import Event, NewEvent, UnsealedEvent
 from audit.domain.ids import new_event_id
 
@@ -250,4 +256,12 @@ class GroupCommit:
             self._leading = False
         for item, outcome in zip(group, outcomes, strict=True):
             item.outcome = outcome
+        refused = next((o for o in outcomes if isinstance(o, StorageUnavailable)), None)
+        if refused is not None:
+            # Storage just refused a group (after waiting out its lock timeout, say): the
+            # requests that queued meanwhile get that answer now, rather than each waiting
+            # out the timeout again behind it. Nothing of theirs was written.
+            for item in self._queue:
+                item.outcome = refused
+            self._queue.clear()
         self._changed.notify_all()

@@ -19,6 +19,9 @@ from audit.domain.errors import StorageUnavailable
 # Execution option a unit of work sets on its Connection: on SQLite a writer begins
 # with BEGIN IMMEDIATE, so writers queue on the busy timeout rather than failing later.
 WRITE_OPTION = "audit_write"
+# Execution option beside it: when (time.monotonic()) the writer began waiting for its turn,
+# so the turn and SQLite's lock together take no longer than the one lock timeout.
+WAITING_SINCE_OPTION = "audit_waiting_since"
 
 DEFAULT_LOCK_TIMEOUT_MS = 5000
 DEFAULT_POOL_SIZE = 5
@@ -118,16 +121,26 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
         # A writer takes the write lock at once (waiting on the busy timeout); a deferred
         # transaction that upgrades to writing later fails at once if another writer
         # committed meanwhile (SQLITE_BUSY_SNAPSHOT), whatever the timeout.
-        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        options = connection.get_execution_options()
+        write = options.get(WRITE_OPTION, False)
         # On the driver's connection: through SQLAlchemy's execute this one statement
         # cost as much as the query after it (a quarter of authenticating a request).
         dbapi_connection = connection.connection.dbapi_connection
         assert dbapi_connection is not None  # a Connection in a begin event is checked out
+        since = options.get(WAITING_SINCE_OPTION) if write else None
+        waited_ms = 0.0 if since is None else (time.monotonic() - since) * 1000
         try:
+            if waited_ms >= 1:
+                # The turn in the writer queue took part of the timeout: wait the rest only.
+                left = max(1, int(lock_timeout_ms - waited_ms))
+                dbapi_connection.execute(f"PRAGMA busy_timeout = {left}")
             dbapi_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
             # Bypassing execute bypasses the handle_error hook: translate here.
             raise storage_unavailable(exc) or exc from None
+        finally:
+            if waited_ms >= 1:
+                dbapi_connection.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
 
     _writer_queues[engine] = WriterQueue(f"{url.database}-writer", lock_timeout_ms / 1000)
     return engine

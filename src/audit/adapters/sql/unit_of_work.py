@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from audit.adapters.sql.engine import WRITE_OPTION, writer_queue
+from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
 from audit.adapters.sql.repositories import SqlEventRepository, SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
@@ -36,6 +37,7 @@ class SqlUnitOfWork:
         self.committed = False
 
     def __enter__(self) -> Self:
+        waiting_since = time.monotonic()
         if self._queue is not None:
             self._turn = self._queue.acquire()
         try:
@@ -48,7 +50,9 @@ class SqlUnitOfWork:
             raise
         try:
             if self._write:  # a reader is the default; setting options costs each time
-                connection.execution_options(**{WRITE_OPTION: True})
+                connection.execution_options(
+                    **{WRITE_OPTION: True, WAITING_SINCE_OPTION: waiting_since}
+                )
             connection.begin()
         except BaseException:
             connection.close()
