@@ -7,7 +7,7 @@ from dependency_injector import containers, providers
 from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
 from audit.adapters.memory import InMemoryUnitOfWorkFactory
-from audit.adapters.signing import signer_from_settings
+from audit.adapters.signing import derived_secret, signer_from_settings
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for
 from audit.application.health import CheckReadiness
 from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
@@ -80,6 +80,10 @@ class Container(containers.DeclarativeContainer):
     )
     prove_inclusion = providers.Factory(ProveInclusion, uow=uow, identity=log_identity)
     prove_consistency = providers.Factory(ProveConsistency, uow=uow)
+    # The web viewer's cookie key, derived from the signing key so every worker agrees.
+    viewer_secret = providers.Singleton(
+        derived_secret, config.signing_key_file, config.signing_key, "audit viewer session"
+    )
 
 
 def build_container(settings: Settings | None = None) -> Container:

@@ -8,8 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from audit.verify.note import format_vkey, sign_note
 
@@ -92,3 +93,14 @@ def signer_from_settings(
 ) -> Ed25519NoteSigner:
     """The log's signer: the key from AUDIT_SIGNING_KEY, else from (or made in) `key_file`."""
     return Ed25519NoteSigner(key_name, load_or_create_key(Path(key_file), seed_b64))
+
+
+def derived_secret(key_file: str, seed_b64: str | None, purpose: str) -> bytes:
+    """A 32-byte secret for `purpose` (HKDF-SHA256 of the signing key's seed).
+
+    Every worker process reads the same signing key, so all derive the same secret, and
+    an operator keeps no second one; the secret reveals nothing of the signing key.
+    """
+    seed = base64.b64decode(_seed_of(load_or_create_key(Path(key_file), seed_b64)))
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return hkdf.derive(seed)

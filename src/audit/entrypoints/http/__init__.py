@@ -5,7 +5,16 @@ from __future__ import annotations
 from flask import Flask, Response
 
 from audit.container import Container, build_container
-from audit.entrypoints.http import events, metrics, openapi, operations, proofs, seed, tokens
+from audit.entrypoints.http import (
+    events,
+    metrics,
+    openapi,
+    operations,
+    proofs,
+    seed,
+    tokens,
+    ui,
+)
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
 from audit.entrypoints.http.paths import SegmentConverter
@@ -48,4 +57,5 @@ def create_app(container: Container | None = None) -> Flask:
     app.after_request(_no_store)
     for module in (events, proofs, tokens, operations, openapi, seed):
         app.register_blueprint(module.blueprint)
+    ui.install(app, container)
     return app
