@@ -17,6 +17,7 @@ from audit.domain import rules
 from audit.domain.query import FILTER_PARAMETERS
 from audit.domain.tokens import Scope
 from audit.entrypoints.http import parameters
+from audit.entrypoints.http.ui import is_viewer_endpoint
 
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
 
@@ -76,9 +77,11 @@ def openapi_path(rule: str) -> str:
 
 
 def app_operations(app: Flask) -> set[tuple[str, str]]:
+    """The API's operations: every route but the web viewer's HTML pages."""
     return {
         (method.lower(), openapi_path(rule.rule))
         for rule in app.url_map.iter_rules()
+        if not is_viewer_endpoint(rule.endpoint)
         for method in (rule.methods or set()) - AUTOMATIC_METHODS
     }
 

@@ -22,7 +22,9 @@ from audit.entrypoints.http.ui import access, pages
 from audit.entrypoints.http.ui.blueprint import blueprint
 from audit.entrypoints.http.ui.session import configure_session
 
-__all__ = ["access", "install", "pages"]
+__all__ = ["access", "install", "is_viewer_endpoint", "pages"]
+
+HOME_ENDPOINT = "viewer_home"
 
 # No inline script or style, nothing from another origin, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -89,4 +91,9 @@ def install(app: Flask, container: Container) -> None:
     app.jinja_env.globals["csrf_token"] = access.csrf_token
     app.jinja_env.filters["rfc3339"] = _utc
     app.register_blueprint(blueprint)
-    app.add_url_rule("/", "viewer_home", lambda: redirect(url_for("ui.events")))
+    app.add_url_rule("/", HOME_ENDPOINT, lambda: redirect(url_for("ui.events")))
+
+
+def is_viewer_endpoint(endpoint: str) -> bool:
+    """Whether a route is one of the viewer's HTML pages (not part of the JSON API)."""
+    return endpoint == HOME_ENDPOINT or endpoint.startswith(f"{blueprint.name}.")
