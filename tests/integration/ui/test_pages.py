@@ -226,3 +226,13 @@ def test_a_tampered_event_is_shown_not_verified_and_breaks_the_chain(
     log = client.get("/ui/log")
     checked = client.post("/ui/log/check", data={"csrf_token": csrf_of(log)})
     assert "Chain broken at seq 3" in checked.get_data(as_text=True)
+
+
+def test_a_cursor_with_other_filters_beside_it_is_refused(viewer: FlaskClient) -> None:
+    first = viewer.get("/ui/?limit=25&actor_id=user-1").get_data(as_text=True)
+    assert 'rel="next"' not in first  # 10 events: one page
+    page = viewer.get("/ui/?limit=25").get_data(as_text=True)
+    [older] = re.findall(r'rel="next" href="([^"]+)"', page)
+    response = viewer.get(unescape(older) + "&actor_id=user-1")
+    assert response.status_code == 400
+    assert "filters changed" in response.get_data(as_text=True)

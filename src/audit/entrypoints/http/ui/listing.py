@@ -16,8 +16,8 @@ from audit.domain.query import (
     FILTER_PARAMETERS,
     EventFilter,
     PageRequest,
-    decode_cursor,
     parse_filter,
+    read_cursor,
 )
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -47,8 +47,14 @@ class Listing:
     cursor: str | None
 
     def page(self) -> PageRequest:
-        after = None if self.cursor is None else decode_cursor(self.cursor, "desc")
-        return PageRequest(limit=self.limit, order="desc", after_seq=after)
+        if self.cursor is None:
+            return PageRequest(limit=self.limit, order="desc")
+        # The viewer's links carry the filters beside the cursor, so the URL reads (and
+        # bookmarks) as what it shows; as in the API, they must be the cursor's.
+        cursor = read_cursor(self.cursor)
+        if cursor.order != "desc" or cursor.where != self.where:
+            raise InvalidParameter("the filters changed since this page's link was made")
+        return PageRequest(limit=self.limit, order="desc", after_seq=cursor.after_seq)
 
 
 def filters_of(args: Mapping[str, str]) -> tuple[dict[str, str], EventFilter]:
