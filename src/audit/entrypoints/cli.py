@@ -127,6 +127,8 @@ def serve(database_url: str | None, host: str, port: int, workers: int, threads:
             "audit tokens create --tenant default --scope events:write --scope events:read"
         )
     click.echo(f"Checkpoints are signed by {signer.vkey}")
+    where = f"[{host}]" if ":" in host else host
+    click.echo(f"Web viewer: http://{where}:{port}/ui/ (sign in with a token holding events:read)")
     if settings.storage == "sql":
         container.engine().dispose()  # the workers open their own connections after the fork
     sys.stdout.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from selenium import webdriver
+from tests.integration.ui.browser import SCREENSHOTS_ENV, missing, start_chromium
 
 from audit.container import MEMORY_URL, Container, build_container, signing_settings
 from audit.domain.tokens import Scope
@@ -61,3 +64,26 @@ def make_token(container: Container) -> MakeToken:
 def writer(make_token: MakeToken) -> dict[str, str]:
     """Authorization headers of an events:write token of tenant acme."""
     return {"Authorization": f"Bearer {make_token(Scope.EVENTS_WRITE)}"}
+
+
+@pytest.fixture
+def chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriver.Chrome]:
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    # Belt and braces: should Selenium Manager run at all, it must not fetch anything.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    driver = start_chromium(tmp_path / "chromium-profile", tmp_path / "chromedriver.log")
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    """Where the run saves its screenshots: $AUDIT_UI_SCREENSHOTS, else the test's folder."""
+    folder = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
