@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -13,30 +12,35 @@ from flask.testing import FlaskClient
 from selenium import webdriver
 from tests.integration.ui.browser import SCREENSHOTS_ENV, missing, start_chromium
 
-from audit.container import MEMORY_URL, Container, build_container, signing_settings
+from audit.adapters.sql import upgrade_schema
+from audit.container import Container, build_container
 from audit.domain.tokens import Scope
 from audit.entrypoints.http import create_app
+from audit.settings import MEMORY_URL, Settings
 
 MakeToken = Callable[..., str]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> dict[str, Any]:
-    # Environment-free, the signing key (and so the cookie key) in the test's own folder.
-    return {
-        **signing_settings({}),
-        "database_url": MEMORY_URL,
-        "storage": "memory",
-        "max_body_bytes": 5 * 1024 * 1024,
-        "signing_key_file": str(tmp_path / "keys" / "signing.key"),
-    }
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """In-memory storage, or a real SQLite file when parametrised (indirect) with "sqlite".
+
+    Not from the environment; the signing key (and so the cookie key) in the test's folder.
+    """
+    database = MEMORY_URL
+    if getattr(request, "param", "memory") == "sqlite":
+        database = f"sqlite:///{tmp_path / 'audit.db'}"
+        upgrade_schema(database)
+    return Settings(database_url=database, signing_key_file=str(tmp_path / "keys" / "signing.key"))
 
 
 @pytest.fixture
-def container(settings: dict[str, Any]) -> Iterator[Container]:
+def container(settings: Settings) -> Iterator[Container]:
     container = build_container(settings)
     yield container
     container.unwire()
+    if settings.storage == "sql":
+        container.engine().dispose()
 
 
 @pytest.fixture

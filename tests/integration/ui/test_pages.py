@@ -15,8 +15,6 @@ from flask.testing import FlaskClient
 from tests.integration.ui.conftest import MakeToken
 from tests.integration.ui.support import csrf_of, sign_in
 
-from audit.adapters.sql import upgrade_schema
-
 HOSTILE_SCRIPT = "<script>document.title='pwned'</script>"
 HOSTILE_IMG = '<img src=x onerror="alert(1)">'
 LONG = "A" * 250  # the longest name the API takes, with no place to break
@@ -200,16 +198,8 @@ def test_hostile_event_data_is_shown_as_text(
     assert "Verified" in client.get("/ui/events/evt-hostile").get_data(as_text=True)
 
 
-@pytest.fixture
-def sqlite_settings(settings: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
-    url = f"sqlite:///{tmp_path / 'audit.db'}"
-    upgrade_schema(url)
-    settings.update(database_url=url, storage="sql")
-    return settings
-
-
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 def test_a_tampered_event_is_shown_not_verified_and_breaks_the_chain(
-    sqlite_settings: dict[str, Any],
     client: FlaskClient,
     make_token: MakeToken,
     writer: dict[str, str],
