@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import orjson
 
-from bench import baselines
+from bench import baselines, consumer
 from bench.checks import Ledger, check_export
 from bench.client import section_client
 from bench.events import (
@@ -293,6 +293,7 @@ def section_batch(run: Run, backend: str, db_url: str, server: AuditServer, ledg
                 "" if search_index else _notes(result, cores, size),
             )
         )
+    consumer.section(run, backend, db_url, ours)
 
 
 def section_single(
