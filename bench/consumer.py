@@ -1,4 +1,4 @@
-"""Row 6: `audit consume` from RabbitMQ, against row 1's batch POST of the same run.
+"""Row 7: `audit consume` from RabbitMQ, against row 1's batch POST of the same run.
 
 The queue is filled first (the bench's event templates, ids from each message's
 `message_id`), then one `audit consume` process drains it into the ingest server's
@@ -135,7 +135,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def section(run: Any, backend: str, db_url: str, batch_rate: float) -> None:
-    """Row 6 beside row 1's figure (`batch_rate`, events/s of batch POST)."""
+    """Row 7 beside row 1's figure (`batch_rate`, events/s of batch POST)."""
     from bench.report import Row
     from bench.run import log
 
@@ -150,7 +150,7 @@ def section(run: Any, backend: str, db_url: str, batch_rate: float) -> None:
     log(f"{backend}: audit consume {rate:,.0f} events/s")
     run.rows.append(
         Row(
-            "6",
+            "7",
             backend,
             f"audit consume, {PER_MESSAGE} events/message, prefetch {PREFETCH}",
             rate,

@@ -462,20 +462,17 @@ def monitor(
 @cli.command()
 @database_url_option
 @click.option("--tenant", required=True, help="The tenant whose log the events go to.")
-@click.option(
-    "--amqp-url",
-    envvar="AUDIT_AMQP_URL",
-    required=True,
-    help="amqp://user:pass@host:5672/vhost (or AUDIT_AMQP_URL).",
-)
+@click.option("--amqp-url", required=True, help="amqp://user:pass@host:5672/vhost")
 @click.option("--queue", required=True, help="The queue to read; bad messages go to QUEUE.dead.")
 @click.option("--prefetch", default=1000, show_default=True, type=click.IntRange(1, 65535))
-def consume(database_url: str, tenant: str, amqp_url: str, queue: str, prefetch: int) -> None:
+def consume(
+    database_url: str | None, tenant: str, amqp_url: str, queue: str, prefetch: int
+) -> None:
     """Read events from a RabbitMQ queue into a tenant's log, until SIGTERM or SIGINT."""
     from audit.entrypoints.consumer import ConsumerOptions
     from audit.entrypoints.consumer import consume as run_consumer
 
-    container = _for_writing(database_url)
+    container = _for_writing(_settings(database_url))
     run_consumer(container, tenant, ConsumerOptions(amqp_url, queue, prefetch=prefetch))
 
 
