@@ -23,13 +23,15 @@ MakeToken = Callable[..., str]
 
 @pytest.fixture
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    """In-memory storage, or a real SQLite file when parametrised (indirect) with "sqlite".
+    """In-memory storage, or a real database when parametrised (indirect) with "sqlite" or
+    "postgres" (which skips without AUDIT_TEST_POSTGRES_URL).
 
     Not from the environment; the signing key (and so the cookie key) in the test's folder.
     """
+    kind = getattr(request, "param", "memory")
     database = MEMORY_URL
-    if getattr(request, "param", "memory") == "sqlite":
-        database = f"sqlite:///{tmp_path / 'audit.db'}"
+    if kind != "memory":
+        database = request.getfixturevalue(f"{kind}_url")
         upgrade_schema(database)
     return Settings(database_url=database, signing_key_file=str(tmp_path / "keys" / "signing.key"))
 

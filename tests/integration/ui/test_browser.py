@@ -119,6 +119,8 @@ def test_sign_in_filter_page_verify_and_sign_out(
     token = read_token(server)
     driver = chromium
 
+    # What `make run` prints is all a user needs: the viewer's address and a token.
+    assert f"Web viewer: {server.url}/ui/" in server.output()
     driver.get(f"{server.url}/")
     assert urlsplit(driver.current_url).path == "/ui/sign-in"
     save_full_page(driver, 360, screenshots / "sign-in-360.png")

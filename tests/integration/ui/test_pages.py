@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from html import unescape
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +13,16 @@ from flask.testing import FlaskClient
 from tests.integration.ui.conftest import MakeToken
 from tests.integration.ui.support import csrf_of, sign_in
 
+from audit.container import Container
+
 HOSTILE_SCRIPT = "<script>document.title='pwned'</script>"
 HOSTILE_IMG = '<img src=x onerror="alert(1)">'
+# The pages that read storage run on every storage; the rest on memory.
+STORAGES = pytest.mark.parametrize(
+    "settings",
+    ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)],
+    indirect=True,
+)
 LONG = "A" * 250  # the longest name the API takes, with no place to break
 
 
@@ -50,6 +56,7 @@ def viewer(client: FlaskClient, make_token: MakeToken, writer: dict[str, str]) -
     return client
 
 
+@STORAGES
 def test_the_list_shows_the_newest_first_and_pages_by_cursor(viewer: FlaskClient) -> None:
     first = viewer.get("/ui/?limit=25").get_data(as_text=True)
     assert seqs(first) == list(range(28, 3, -1))
@@ -114,6 +121,7 @@ def test_a_bad_filter_shows_the_form_with_what_is_wrong(
     assert seqs(page) == []
 
 
+@STORAGES
 def test_an_event_page_shows_every_field_and_a_verified_proof(viewer: FlaskClient) -> None:
     response = viewer.get("/ui/events/evt-7")
     assert response.status_code == 200
@@ -139,6 +147,7 @@ def test_another_tenants_event_is_not_found(
     assert seqs(client.get("/ui/").get_data(as_text=True)) == []
 
 
+@STORAGES
 def test_the_log_page_shows_size_head_checkpoint_and_checks_the_chain(
     viewer: FlaskClient,
 ) -> None:
@@ -153,6 +162,7 @@ def test_the_log_page_shows_size_head_checkpoint_and_checks_the_chain(
     assert "Chain intact: 28 events checked, head seq 28." in checked.get_data(as_text=True)
 
 
+@STORAGES
 def test_exports_follow_the_filter_through_the_session(viewer: FlaskClient) -> None:
     ndjson = viewer.get("/ui/export?format=ndjson&outcome=failure&q=")
     assert ndjson.mimetype == "application/x-ndjson"
@@ -198,16 +208,19 @@ def test_hostile_event_data_is_shown_as_text(
     assert "Verified" in client.get("/ui/events/evt-hostile").get_data(as_text=True)
 
 
-@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    "settings", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_tampered_event_is_shown_not_verified_and_breaks_the_chain(
     client: FlaskClient,
     make_token: MakeToken,
     writer: dict[str, str],
-    tmp_path: Path,
+    container: Container,
 ) -> None:
     post(client, writer, [event(n) for n in range(1, 6)])
-    with sqlite3.connect(tmp_path / "audit.db") as db:
-        db.execute("UPDATE events SET description = 'edited later' WHERE seq = 3")
+    # Someone with the database edits an event behind the service's back.
+    with container.engine().begin() as db:
+        db.exec_driver_sql("UPDATE events SET description = 'edited later' WHERE seq = 3")
     sign_in(client, make_token())
     page = client.get("/ui/events/evt-3").get_data(as_text=True)
     assert '<h2 id="proof-status">Not verified</h2>' in page
