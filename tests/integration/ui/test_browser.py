@@ -138,6 +138,7 @@ def test_sign_in_filter_page_verify_and_sign_out(
     query = parse_qs(urlsplit(driver.current_url).query)
     assert query["action"] == ["document.*"]
     assert query["outcome"] == ["success"]
+    assert "actor_id" not in query  # empty filters stay out of the URL
     expected = [n for n in range(70, 0, -1) if n % 3 and n % 7]
     assert listed_seqs(driver) == expected[:25]
     actions = {a.text for a in driver.find_elements(By.CSS_SELECTOR, "td[data-label='Action'] a")}
