@@ -59,10 +59,16 @@ class NotFound(AuditError):
 
 
 class StorageUnavailable(AuditError):
-    """Storage cannot take the operation now; nothing was half-written."""
+    """Storage cannot take the operation now; nothing was half-written.
+
+    `reason` is one word for operators' metrics (busy, disk_full, read_only, unreachable,
+    exhausted); the message is for the client.
+    """
 
     code = "unavailable"
+    REASONS = ("busy", "disk_full", "read_only", "unreachable", "exhausted", "unavailable")
 
-    def __init__(self, message: str, retry_after: int = 1) -> None:
+    def __init__(self, message: str, retry_after: int = 1, reason: str = "unavailable") -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason if reason in self.REASONS else "unavailable"

@@ -61,7 +61,9 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
 
     def load_app() -> Any:
         from audit.entrypoints.http import create_app
+        from audit.entrypoints.http.metrics import count_in_shared_files
 
+        count_in_shared_files()
         app = create_app(build_container(settings))
         # What is loaded now (modules, the app) lives as long as the worker: out of the
         # collector's way, a full collection no longer walks it. Exports and pages make

@@ -172,7 +172,9 @@ class WriterQueue:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     os.close(fd)
-                    raise StorageUnavailable("another writer holds the database", 1) from None
+                    raise StorageUnavailable(
+                        "another writer holds the database", 1, reason="busy"
+                    ) from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
 
@@ -244,10 +246,10 @@ _PG_DISK_FULL = "53100"
 _PG_READ_ONLY = "25006"
 _PG_UNREACHABLE_CLASSES = ("08", "53", "57P", "58")  # connection, resources, shutdown, system
 
-_BUSY = ("the database is busy with other writers; try again", 1)
-_FULL = ("the database's disk is full", 30)
-_READ_ONLY = ("the database is read-only", 30)
-_UNREACHABLE = ("the database cannot be reached", 5)
+_BUSY = ("the database is busy with other writers; try again", 1, "busy")
+_FULL = ("the database's disk is full", 30, "disk_full")
+_READ_ONLY = ("the database is read-only", 30, "read_only")
+_UNREACHABLE = ("the database cannot be reached", 5, "unreachable")
 
 
 def storage_unavailable(
@@ -257,7 +259,7 @@ def storage_unavailable(
 
     The message names the condition only: never SQL text, parameters or the URL.
     """
-    reason: tuple[str, int] | None = None
+    reason: tuple[str, int, str] | None = None
     if isinstance(error, sqlite3.Error):
         code = getattr(error, "sqlite_errorcode", None)
         primary = code & 0xFF if isinstance(code, int) else None
@@ -284,8 +286,8 @@ def storage_unavailable(
         reason = _UNREACHABLE
     if reason is None:
         return None
-    message, retry_after = reason
-    return StorageUnavailable(message, retry_after=retry_after)
+    message, retry_after, kind = reason
+    return StorageUnavailable(message, retry_after=retry_after, reason=kind)
 
 
 def _translate_error(context: ExceptionContext) -> BaseException | None:

@@ -44,7 +44,9 @@ class SqlUnitOfWork:
             connection = self._engine.connect()
         except sa.exc.TimeoutError:
             self._leave_queue()
-            raise StorageUnavailable("every database connection is in use", 1) from None
+            raise StorageUnavailable(
+                "every database connection is in use", 1, reason="exhausted"
+            ) from None
         except BaseException:
             self._leave_queue()
             raise
@@ -108,7 +110,9 @@ class SqlUnitOfWork:
         try:
             self._require().execute(sa.text("SELECT 1")).scalar_one()
         except sa.exc.SQLAlchemyError:
-            raise StorageUnavailable("the database does not answer", 5) from None
+            raise StorageUnavailable(
+                "the database does not answer", 5, reason="unreachable"
+            ) from None
 
 
 class SqlUnitOfWorkFactory:

@@ -17,6 +17,7 @@ from audit.domain.errors import (
     ValidationFailed,
 )
 from audit.entrypoints.formats import problem_document
+from audit.entrypoints.http import metrics
 from audit.entrypoints.http.responses import error_response
 
 # Statuses of the domain's errors, by their code.
@@ -40,6 +41,7 @@ CODE_BY_STATUS: dict[int, str] = {
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "too_many_requests",
     500: "internal_error",
 }
 
@@ -55,6 +57,7 @@ def handle_audit_error(exc: AuditError) -> Response:
         details = [problem_document(p) for p in exc.problems]
         return error_response(status, exc.code, exc.message, details=details)
     if isinstance(exc, StorageUnavailable):
+        metrics.count_storage_error(exc)
         headers = {"Retry-After": str(max(1, exc.retry_after))}
         return error_response(status, exc.code, exc.message, headers=headers)
     return error_response(status, exc.code, exc.message)
