@@ -6,9 +6,10 @@ from dependency_injector import containers, providers
 
 from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
-from audit.adapters.memory import InMemoryUnitOfWorkFactory
+from audit.adapters.memory import InMemoryRevocationEpoch, InMemoryUnitOfWorkFactory
 from audit.adapters.signing import derived_secret, signer_from_settings
-from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for
+from audit.adapters.sql import SqlRevocationEpoch, SqlUnitOfWorkFactory, create_engine_for
+from audit.application.authentication import Authenticate, FailureThrottle, TokenUses
 from audit.application.health import CheckReadiness
 from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
 from audit.application.querying import (
@@ -21,7 +22,6 @@ from audit.application.querying import (
 )
 from audit.application.recording import GroupCommit, RecordEvents
 from audit.application.tokens import (
-    Authenticate,
     BootstrapToken,
     IssueToken,
     ListTokens,
@@ -62,10 +62,21 @@ class Container(containers.DeclarativeContainer):
     verify_chain = providers.Factory(VerifyChain, uow=uow)
     list_tenants = providers.Factory(ListTenants, uow=uow)
     log_head = providers.Factory(LogHead, uow=uow)
-    authenticate = providers.Factory(Authenticate, uow=uow, clock=clock)
+    revocation_epoch = providers.Selector(
+        config.storage,
+        memory=providers.Singleton(InMemoryRevocationEpoch, uow),
+        sql=providers.Singleton(SqlRevocationEpoch, engine),
+    )
+    # Per process: the principals it has found, the uses it has yet to write, the
+    # addresses it holds off.
+    token_uses = providers.Singleton(TokenUses, uow=uow)
+    authenticate = providers.Singleton(
+        Authenticate, uow=uow, clock=clock, epoch=revocation_epoch, uses=token_uses
+    )
+    auth_throttle = providers.Singleton(FailureThrottle, limit=config.auth_failure_limit)
     issue_token = providers.Factory(IssueToken, uow=uow, clock=clock)
     bootstrap_token = providers.Factory(BootstrapToken, uow=uow, clock=clock)
-    list_tokens = providers.Factory(ListTokens, uow=uow)
+    list_tokens = providers.Factory(ListTokens, uow=uow, uses=token_uses)
     revoke_token = providers.Factory(RevokeToken, uow=uow, clock=clock)
     check_readiness = providers.Factory(CheckReadiness, uow=uow)
 

@@ -67,6 +67,9 @@ class Settings:
     # prometheus_client's own variable: where gunicorn's workers count, so /metrics adds
     # up every worker (None: one process, counting in memory).
     metrics_dir: str | None = variable("PROMETHEUS_MULTIPROC_DIR", None)
+    # Failed authentications from one client address within a minute before its requests
+    # without a known token are answered 429 (0: never).
+    auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 100, int)
 
     @property
     def storage(self) -> str:

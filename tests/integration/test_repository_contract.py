@@ -24,17 +24,23 @@ from alembic.migration import MigrationContext
 from tests.integration.test_search_plans import page_and_statements
 
 from audit.adapters.clock import FixedClock
-from audit.adapters.memory import InMemoryUnitOfWorkFactory
-from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.memory import InMemoryRevocationEpoch, InMemoryUnitOfWorkFactory
+from audit.adapters.sql import (
+    SqlRevocationEpoch,
+    SqlUnitOfWorkFactory,
+    create_engine_for,
+    upgrade_schema,
+)
 from audit.adapters.sql import repositories as sql_repositories
 from audit.adapters.sql.migrate import alembic_config
 from audit.adapters.sql.repositories import SqlEventRepository, prefix_upper_bound
 from audit.adapters.sql.schema import described_on, metadata
+from audit.application.authentication import Authenticate, TokenUses
 from audit.application.health import CheckReadiness
-from audit.application.ports import UnitOfWorkFactory
+from audit.application.ports import RevocationEpoch, UnitOfWorkFactory
 from audit.application.querying import ExportEvents, GetEvent, QueryEvents, VerifyChain
 from audit.application.recording import RecordEvents
-from audit.application.tokens import Authenticate, IssueToken, ListTokens, RevokeToken
+from audit.application.tokens import IssueToken, ListTokens, RevokeToken
 from audit.domain.chain import GENESIS_HASH, ChainHead, seal
 from audit.domain.errors import Conflict, NotFound, ValidationFailed
 from audit.domain.events import Event, EventJson, NewEvent, Party, Source, UnsealedEvent
@@ -762,8 +768,17 @@ def test_paging_with_q_yields_every_match_once(
 # --- tokens ------------------------------------------------------------------------------
 
 
+def epoch_of(storage: UnitOfWorkFactory) -> RevocationEpoch:
+    if isinstance(storage, InMemoryUnitOfWorkFactory):
+        return InMemoryRevocationEpoch(storage)
+    assert isinstance(storage, SqlUnitOfWorkFactory)
+    return SqlRevocationEpoch(storage.engine)
+
+
 def test_tokens_through_the_use_cases(storage: UnitOfWorkFactory, clock: FixedClock) -> None:
-    issue, authenticate = IssueToken(storage, clock), Authenticate(storage, clock)
+    uses = TokenUses(storage, background=False)
+    issue = IssueToken(storage, clock)
+    authenticate = Authenticate(storage, clock, epoch_of(storage), uses)
     with storage() as uow:
         assert not uow.tokens.any()
     writer = issue("acme", "ci", frozenset({Scope.EVENTS_WRITE}), expires_at=T0 + timedelta(days=1))
@@ -786,6 +801,8 @@ def test_tokens_through_the_use_cases(storage: UnitOfWorkFactory, clock: FixedCl
     principal = authenticate(writer.secret)
     assert principal is not None
     assert (principal.tenant, principal.scopes) == ("acme", frozenset({Scope.EVENTS_WRITE}))
+    assert authenticate(admin.secret) is not None
+    uses.flush()
     with storage() as uow:
         touched = uow.tokens.get(writer.token.id)
     assert touched == attrs.evolve(writer.token, last_used_at=clock.now())
@@ -812,15 +829,39 @@ def test_touch_and_revoke_change_one_token(storage: UnitOfWorkFactory) -> None:
         uow.tokens.add(two)
         uow.commit()
     with storage(write=True) as uow:
-        uow.tokens.touch("tok_1", T0 + US)
-        uow.tokens.touch("tok_missing", T0)
+        uow.tokens.touch({"tok_1": T0 + US, "tok_missing": T0})
         uow.tokens.revoke("tok_2", T0 + 2 * US)
+        uow.commit()
+    with storage(write=True) as uow:
+        uow.tokens.touch({"tok_1": T0, "tok_2": T0 + 3 * US})  # an earlier use is no news
         uow.commit()
     with storage() as uow:
         assert uow.tokens.list() == [
             attrs.evolve(one, last_used_at=T0 + US),
-            attrs.evolve(two, revoked_at=T0 + 2 * US),
+            attrs.evolve(two, revoked_at=T0 + 2 * US, last_used_at=T0 + 3 * US),
         ]
+
+
+def test_each_committed_revocation_advances_the_epoch(storage: UnitOfWorkFactory) -> None:
+    epoch = epoch_of(storage)
+    one = Token("tok_1", "acme", "one", frozenset({Scope.EVENTS_READ}), "h1", T0)
+    with storage(write=True) as uow:
+        uow.tokens.add(one)
+        uow.commit()
+    start = epoch.current()
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_1", T0)
+        assert epoch.current() == start  # not before the commit
+    assert epoch.current() == start  # nor when rolled back
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_1", T0)
+        uow.commit()
+    assert epoch.current() == start + 1
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_1", T0 + US)
+        uow.tokens.revoke("tok_1", T0 + 2 * US)
+        uow.commit()
+    assert epoch.current() == start + 3
 
 
 # --- the use cases on each adapter -------------------------------------------------------
@@ -905,7 +946,7 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
             )
             assert compare_metadata(context, metadata) == []
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0004",)
+                ("0005",)
             ]
             if connection.dialect.name == "postgresql":
                 # compare_metadata does not compare collations; the prefix range needs "C".

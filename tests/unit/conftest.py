@@ -9,11 +9,15 @@ from typing import Any
 import pytest
 
 from audit.adapters.clock import FixedClock
-from audit.adapters.memory import InMemoryStore, InMemoryUnitOfWorkFactory
+from audit.adapters.memory import (
+    InMemoryRevocationEpoch,
+    InMemoryStore,
+    InMemoryUnitOfWorkFactory,
+)
+from audit.application.authentication import Authenticate, TokenUses
 from audit.application.querying import ExportEvents, GetEvent, QueryEvents, VerifyChain
 from audit.application.recording import RecordEvents
 from audit.application.tokens import (
-    Authenticate,
     BootstrapToken,
     IssueToken,
     ListTokens,
@@ -71,8 +75,16 @@ def issue(uow: InMemoryUnitOfWorkFactory, clock: FixedClock) -> IssueToken:
 
 
 @pytest.fixture
-def authenticate(uow: InMemoryUnitOfWorkFactory, clock: FixedClock) -> Authenticate:
-    return Authenticate(uow, clock)
+def token_uses(uow: InMemoryUnitOfWorkFactory) -> TokenUses:
+    """Uses noted, and written only when a test calls flush()."""
+    return TokenUses(uow, background=False)
+
+
+@pytest.fixture
+def authenticate(
+    uow: InMemoryUnitOfWorkFactory, clock: FixedClock, token_uses: TokenUses
+) -> Authenticate:
+    return Authenticate(uow, clock, InMemoryRevocationEpoch(uow), token_uses)
 
 
 @pytest.fixture
@@ -81,8 +93,8 @@ def revoke(uow: InMemoryUnitOfWorkFactory, clock: FixedClock) -> RevokeToken:
 
 
 @pytest.fixture
-def list_tokens(uow: InMemoryUnitOfWorkFactory) -> ListTokens:
-    return ListTokens(uow)
+def list_tokens(uow: InMemoryUnitOfWorkFactory, token_uses: TokenUses) -> ListTokens:
+    return ListTokens(uow, token_uses)
 
 
 @pytest.fixture

@@ -4,22 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import attrs
 import pytest
 
 from audit.adapters.clock import FixedClock
-from audit.adapters.memory import InMemoryStore, InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
-from audit.application.tokens import (
+from audit.adapters.memory import (
+    InMemoryRevocationEpoch,
+    InMemoryStore,
+    InMemoryUnitOfWork,
+    InMemoryUnitOfWorkFactory,
+)
+from audit.application.authentication import (
+    CACHE_TTL_S,
     Authenticate,
+    FailureThrottle,
+    TokenUses,
+)
+from audit.application.tokens import (
     BootstrapToken,
     IssueToken,
     ListTokens,
     RevokeToken,
     parse_scopes,
 )
-from audit.domain.errors import Forbidden, InvalidParameter, NotFound, ValidationFailed
+from audit.domain.errors import (
+    Forbidden,
+    InvalidParameter,
+    NotFound,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from audit.domain.tokens import Principal, Scope
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
@@ -215,56 +232,270 @@ def last_used(store: InMemoryStore, token_id: str) -> datetime | None:
     return store.tokens[token_id].last_used_at
 
 
-def test_last_used_is_recorded_at_most_once_a_minute(
-    issue: IssueToken, authenticate: Authenticate, clock: FixedClock, store: InMemoryStore
+def test_last_used_is_noted_in_memory_and_written_in_one_batch(
+    issue: IssueToken,
+    authenticate: Authenticate,
+    token_uses: TokenUses,
+    list_tokens: ListTokens,
+    clock: FixedClock,
+    store: InMemoryStore,
+) -> None:
+    one, two = issue("acme", "one", READ), issue("acme", "two", READ)
+    assert authenticate(one.secret) is not None
+    clock.advance(timedelta(seconds=30))
+    assert authenticate(one.secret) is not None
+    assert authenticate(two.secret) is not None
+    # Nothing written by the requests themselves...
+    assert last_used(store, one.token.id) is None
+    # ...but this process lists what it noted.
+    listed = {t.id: t.last_used_at for t in list_tokens("acme")}
+    assert listed == {one.token.id: NOW + timedelta(seconds=30), two.token.id: listed[two.token.id]}
+    token_uses.flush()
+    assert last_used(store, one.token.id) == NOW + timedelta(seconds=30)
+    assert last_used(store, two.token.id) == NOW + timedelta(seconds=30)
+    token_uses.flush()  # nothing new: nothing written
+    assert last_used(store, one.token.id) == NOW + timedelta(seconds=30)
+
+
+def test_an_earlier_use_never_overwrites_a_later_one(
+    issue: IssueToken, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
 ) -> None:
     issued = issue("acme", "ci", READ)
-    token_id = issued.token.id
-    assert last_used(store, token_id) is None
+    first, second = TokenUses(uow, background=False), TokenUses(uow, background=False)
+    first(issued.token.id, NOW + timedelta(minutes=5))
+    second(issued.token.id, NOW)
+    first.flush()
+    second.flush()
+    assert last_used(store, issued.token.id) == NOW + timedelta(minutes=5)
 
-    assert authenticate(issued.secret) is not None
-    assert last_used(store, token_id) == NOW
 
-    clock.advance(timedelta(seconds=30))
-    assert authenticate(issued.secret) is not None
-    assert last_used(store, token_id) == NOW  # within the minute: not written
+def test_a_failed_write_of_uses_is_retried_and_never_reaches_the_request(
+    issue: IssueToken, clock: FixedClock, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
 
-    clock.advance(timedelta(seconds=31))
-    assert authenticate(issued.secret) is not None
-    assert last_used(store, token_id) == NOW + timedelta(seconds=61)
+    class Full(InMemoryUnitOfWorkFactory):
+        full = True
 
-    clock.advance(timedelta(hours=2))
-    assert authenticate(issued.secret) is not None
-    assert last_used(store, token_id) == NOW + timedelta(hours=2, seconds=61)
+        def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
+            if write and self.full:
+                raise StorageUnavailable("the database's disk is full", 30, "disk_full")
+            return super().__call__(write)
+
+    storage = Full(store)
+    uses = TokenUses(storage, background=False)
+    authenticate = Authenticate(storage, clock, InMemoryRevocationEpoch(storage), uses)
+    assert authenticate(issued.secret) is not None  # reads need no write
+    uses.flush()  # logged, kept
+    assert last_used(store, issued.token.id) is None
+    storage.full = False
+    uses.flush()
+    assert last_used(store, issued.token.id) == NOW
+
+
+def test_the_background_writer_writes_noted_uses_by_itself(
+    issue: IssueToken, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    uses = TokenUses(uow, interval_s=0.01)
+    uses(issued.token.id, NOW)
+    deadline = time.monotonic() + 10
+    while last_used(store, issued.token.id) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert last_used(store, issued.token.id) == NOW
 
 
 def test_a_refused_token_is_not_marked_as_used(
     issue: IssueToken,
     authenticate: Authenticate,
     revoke: RevokeToken,
+    token_uses: TokenUses,
     store: InMemoryStore,
 ) -> None:
     issued = issue("acme", "ci", READ)
     revoke("acme", issued.token.id)
     assert authenticate(issued.secret) is None
+    token_uses.flush()
     assert last_used(store, issued.token.id) is None
 
 
 def test_marking_a_token_used_keeps_its_revocation(
     issue: IssueToken, clock: FixedClock, uow: InMemoryUnitOfWorkFactory, store: InMemoryStore
 ) -> None:
-    """A revocation committed while a request authenticates must survive its last_used write."""
+    """A revocation committed before the uses are written must survive that write."""
     issued = issue("acme", "ci", READ)
-    revoke = RevokeToken(uow, clock)
-
-    class RevokingBetween(InMemoryUnitOfWorkFactory):
-        def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
-            if write:
-                revoke("acme", issued.token.id)
-            return super().__call__(write)
-
-    Authenticate(RevokingBetween(store), clock)(issued.secret)
+    uses = TokenUses(uow, background=False)
+    uses(issued.token.id, NOW)
+    RevokeToken(uow, clock)("acme", issued.token.id)
+    uses.flush()
     assert store.tokens[issued.token.id].revoked_at == NOW
+    assert store.tokens[issued.token.id].last_used_at == NOW
+
+
+# --- the principals Authenticate keeps -------------------------------------------------------
+
+
+class CountingStorage(InMemoryUnitOfWorkFactory):
+    """Counts the units of work opened: a kept principal opens none."""
+
+    opened = 0
+
+    def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
+        self.opened += 1
+        return super().__call__(write)
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def kept(
+    store: InMemoryStore, clock: FixedClock, ticks: Ticks | None = None
+) -> tuple[Authenticate, CountingStorage]:
+    storage = CountingStorage(store)
+    authenticate = Authenticate(
+        storage, clock, InMemoryRevocationEpoch(storage), monotonic=ticks or Ticks()
+    )
+    return authenticate, storage
+
+
+def test_a_known_token_is_answered_without_opening_storage(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    authenticate, storage = kept(store, clock)
+    first = authenticate(issued.secret)
+    assert first is not None
+    assert storage.opened == 1
+    for _ in range(50):
+        assert authenticate(issued.secret) == first
+    assert storage.opened == 1
+
+
+def test_a_revocation_anywhere_is_seen_by_the_next_call(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore, uow: InMemoryUnitOfWorkFactory
+) -> None:
+    issued, other = issue("acme", "ci", READ), issue("acme", "other", READ)
+    authenticate, _ = kept(store, clock)
+    assert authenticate(issued.secret) is not None
+    assert authenticate(other.secret) is not None
+    # Revoked through another factory over the same store, as another worker would.
+    RevokeToken(InMemoryUnitOfWorkFactory(store), clock)("acme", issued.token.id)
+    assert authenticate(issued.secret) is None
+    assert authenticate(other.secret) is not None  # reloaded, still valid
+    assert not authenticate.knows(issued.secret)
+    assert authenticate.knows(other.secret)
+
+
+def test_a_revocation_rolled_back_changes_nothing(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore, uow: InMemoryUnitOfWorkFactory
+) -> None:
+    issued = issue("acme", "ci", READ)
+    before = store.revocation_epoch
+    with uow(write=True) as work:
+        work.tokens.revoke(issued.token.id, NOW)
+    assert store.revocation_epoch == before
+    authenticate, _ = kept(store, clock)
+    assert authenticate(issued.secret) is not None
+
+
+def test_expiry_is_checked_on_every_call_of_a_kept_token(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ, expires_at=NOW + timedelta(seconds=5))
+    authenticate, storage = kept(store, clock)
+    assert authenticate(issued.secret) is not None
+    assert authenticate.knows(issued.secret)
+    clock.advance(timedelta(seconds=5))
+    assert authenticate(issued.secret) is None
+    assert not authenticate.knows(issued.secret)
+    assert storage.opened == 1
+
+
+def test_a_kept_principal_is_reloaded_after_its_time_to_live(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    ticks = Ticks()
+    authenticate, storage = kept(store, clock, ticks)
+    assert authenticate(issued.secret) is not None
+    # Changed behind the epoch's back (by hand in the database): seen after the TTL.
+    store.tokens = {issued.token.id: attrs.evolve(issued.token, revoked_at=NOW)}
+    ticks.now = CACHE_TTL_S - 0.001
+    assert authenticate(issued.secret) is not None
+    ticks.now = CACHE_TTL_S
+    assert authenticate(issued.secret) is None
+    assert storage.opened == 2
+
+
+def test_unknown_secrets_are_never_kept(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    authenticate, storage = kept(store, clock)
+    for _ in range(3):
+        assert authenticate("als_" + "A" * 43) is None
+    assert storage.opened == 3
+    assert not authenticate.knows("als_" + "A" * 43)
+    # A token issued later is found on its first use.
+    issued = issue("acme", "ci", READ)
+    assert authenticate(issued.secret) is not None
+
+
+def test_the_kept_principals_are_bounded(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    tokens = [issue("acme", f"t{n}", READ) for n in range(5)]
+    storage = CountingStorage(store)
+    authenticate = Authenticate(storage, clock, InMemoryRevocationEpoch(storage), max_entries=3)
+    for issued in tokens:
+        assert authenticate(issued.secret) is not None
+    assert [authenticate.knows(t.secret) for t in tokens] == [False, False, True, True, True]
+
+
+# --- FailureThrottle -------------------------------------------------------------------------
+
+
+def test_an_address_is_held_off_after_the_limit_within_the_window() -> None:
+    ticks = Ticks()
+    throttle = FailureThrottle(limit=3, window_s=60, monotonic=ticks)
+    for _ in range(2):
+        throttle.failed("203.0.113.5")
+    assert throttle.retry_after("203.0.113.5") is None
+    ticks.now = 10.0
+    throttle.failed("203.0.113.5")
+    assert throttle.retry_after("203.0.113.5") == 50  # until the oldest leaves the window
+    assert throttle.retry_after("198.51.100.7") is None  # others are not
+    ticks.now = 59.5
+    assert throttle.retry_after("203.0.113.5") == 1
+    ticks.now = 60.0  # the first failure left the window
+    assert throttle.retry_after("203.0.113.5") is None
+
+
+def test_failures_spread_beyond_the_window_never_hold_an_address_off() -> None:
+    ticks = Ticks()
+    throttle = FailureThrottle(limit=3, window_s=60, monotonic=ticks)
+    for n in range(10):
+        ticks.now = n * 31.0
+        throttle.failed("203.0.113.5")
+        assert throttle.retry_after("203.0.113.5") is None
+
+
+def test_the_throttle_forgets_the_oldest_addresses_first() -> None:
+    throttle = FailureThrottle(limit=1, max_addresses=2, monotonic=Ticks())
+    for address in ("a", "b", "c"):
+        throttle.failed(address)
+    assert [throttle.retry_after(a) is not None for a in ("a", "b", "c")] == [False, True, True]
+
+
+def test_a_limit_of_zero_turns_the_throttle_off() -> None:
+    throttle = FailureThrottle(limit=0)
+    for _ in range(1000):
+        throttle.failed("a")
+    assert throttle.retry_after("a") is None
 
 
 # --- ListTokens and RevokeToken --------------------------------------------------------------

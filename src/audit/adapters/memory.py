@@ -7,7 +7,7 @@ readers see only committed work.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -30,6 +30,7 @@ class InMemoryStore:
         self.subtrees: dict[tuple[str, int, int], bytes] = {}
         self.by_id: dict[tuple[str, str], tuple[Event, str]] = {}
         self.tokens: dict[str, Token] = {}
+        self.revocation_epoch = 0
 
 
 class InMemoryEventRepository:
@@ -107,6 +108,7 @@ class InMemoryTokenRepository:
     def __init__(self, store: InMemoryStore) -> None:
         self._store = store
         self.pending: dict[str, Token] = {}
+        self.revocations = 0
 
     def _current(self) -> dict[str, Token]:
         return {**self._store.tokens, **self.pending}
@@ -128,11 +130,13 @@ class InMemoryTokenRepository:
         token = self._current().get(token_id)
         if token is not None:
             self.pending[token_id] = attrs.evolve(token, revoked_at=at)
+        self.revocations += 1
 
-    def touch(self, token_id: str, at: datetime) -> None:
-        token = self._current().get(token_id)
-        if token is not None:
-            self.pending[token_id] = attrs.evolve(token, last_used_at=at)
+    def touch(self, last_used: Mapping[str, datetime]) -> None:
+        for token_id, at in last_used.items():
+            token = self._current().get(token_id)
+            if token is not None and (token.last_used_at is None or token.last_used_at < at):
+                self.pending[token_id] = attrs.evolve(token, last_used_at=at)
 
     def any(self) -> bool:
         return bool(self._current())
@@ -175,15 +179,18 @@ class InMemoryUnitOfWork:
             store.heads[tenant] = ChainHead(events[-1].seq, events[-1].hash)
         store.subtrees.update(self.events.pending_subtrees)
         store.tokens = {**store.tokens, **self.tokens.pending}
+        store.revocation_epoch += self.tokens.revocations
         self.events.pending = []
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
+        self.tokens.revocations = 0
         self.committed = True
 
     def rollback(self) -> None:
         self.events.pending = []
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
+        self.tokens.revocations = 0
 
     def ping(self) -> None:
         return None
@@ -197,3 +204,13 @@ class InMemoryUnitOfWorkFactory:
 
     def __call__(self, write: bool = False) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.store, write)
+
+
+class InMemoryRevocationEpoch:
+    """The revocation epoch of a store, as its last commit left it."""
+
+    def __init__(self, uow: InMemoryUnitOfWorkFactory) -> None:
+        self._store = uow.store
+
+    def current(self) -> int:
+        return self._store.revocation_epoch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -76,12 +76,26 @@ class TokenRepository(Protocol):
 
     def list(self, tenant: str | None = None) -> list[Token]: ...
 
-    def revoke(self, token_id: str, at: datetime) -> None: ...
+    def revoke(self, token_id: str, at: datetime) -> None:
+        """Revoke the token and advance the revocation epoch, in this transaction."""
+        ...
 
-    def touch(self, token_id: str, at: datetime) -> None: ...
+    def touch(self, last_used: Mapping[str, datetime]) -> None:
+        """Record each token's last use, keeping a later one already stored."""
+        ...
 
     def any(self) -> bool:
         """Whether any token exists at all (for the first-start bootstrap)."""
+        ...
+
+
+class RevocationEpoch(Protocol):
+    """A counter that every token revocation advances in the revocation's transaction."""
+
+    def current(self) -> int:
+        """The epoch as committed now, read from the storage every server shares (so a
+        revocation committed before the call is seen); StorageUnavailable if unreadable.
+        Meant to be read on every request: an adapter keeps it to one cheap read."""
         ...
 
 

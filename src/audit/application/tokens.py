@@ -1,21 +1,20 @@
-"""Tokens: authenticate a bearer secret, issue, list and revoke a tenant's tokens."""
+"""Tokens: issue, list and revoke a tenant's tokens (authenticating is in authentication)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import attrs
 
+from audit.application.authentication import TokenUses
 from audit.application.ports import Clock, UnitOfWorkFactory
 from audit.domain.errors import Forbidden, InvalidParameter, NotFound, Problem, ValidationFailed
 from audit.domain.tokens import (
     ALL_SCOPES,
     TENANT_RE,
     TOKEN_NAME_MAX,
-    TOKEN_PREFIX,
     IssuedToken,
-    Principal,
     Scope,
     Token,
     hash_secret,
@@ -23,33 +22,7 @@ from audit.domain.tokens import (
     new_token_id,
 )
 
-# Recording every use would turn each read into a write; a minute's precision is enough.
-LAST_USED_PRECISION = timedelta(seconds=60)
 BOOTSTRAP_TENANT = "default"
-
-
-class Authenticate:
-    """The Principal behind a bearer secret, or None when it is unknown, expired or revoked."""
-
-    def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
-        self._uow = uow
-        self._clock = clock
-
-    def __call__(self, secret: str) -> Principal | None:
-        if not secret.startswith(TOKEN_PREFIX):
-            return None
-        with self._uow() as uow:
-            token = uow.tokens.by_secret_hash(hash_secret(secret))
-        now = self._clock.now()
-        if token is None or not token.matches(secret) or not token.usable_at(now):
-            return None
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_PRECISION:
-            with self._uow(write=True) as uow:
-                uow.tokens.touch(token.id, now)
-                uow.commit()
-        return Principal(
-            token_id=token.id, tenant=token.tenant, scopes=token.scopes, name=token.name
-        )
 
 
 def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
@@ -140,14 +113,18 @@ class BootstrapToken:
 
 
 class ListTokens:
-    """The tokens of one tenant (or of all, for the operator's command line)."""
+    """The tokens of one tenant (or of all, for the operator's command line), with the
+    uses this process noted but has not written yet."""
 
-    def __init__(self, uow: UnitOfWorkFactory) -> None:
+    def __init__(self, uow: UnitOfWorkFactory, uses: TokenUses | None = None) -> None:
         self._uow = uow
+        self._uses = uses
 
     def __call__(self, tenant: str | None) -> list[Token]:
         with self._uow() as uow:
-            return uow.tokens.list(tenant)
+            listed = uow.tokens.list(tenant)
+        uses = self._uses
+        return listed if uses is None else [uses.last_used(token) for token in listed]
 
 
 class RevokeToken:

@@ -552,11 +552,17 @@ class UnavailableStorage:
     def __call__(self, write: bool = False) -> Any:
         raise StorageUnavailable("the database is locked", retry_after=3)
 
+    def current(self) -> int:  # as the revocation epoch, which lives in storage too
+        raise StorageUnavailable("the database is locked", retry_after=3)
+
 
 def test_storage_unavailable_is_503_with_retry_after(
     client: FlaskClient, container: Container, headers: Headers
 ) -> None:
-    with container.uow.override(providers.Object(UnavailableStorage())):
+    with (
+        container.uow.override(providers.Object(UnavailableStorage())),
+        container.revocation_epoch.override(providers.Object(UnavailableStorage())),
+    ):
         for response in (
             client.post("/v1/events", json=event(), headers=headers),
             client.get("/v1/events", headers=headers),

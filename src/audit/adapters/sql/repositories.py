@@ -6,7 +6,6 @@ import builtins
 import functools
 import math
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
 from typing import Any
 
 import attrs
@@ -24,16 +23,13 @@ from audit.adapters.sql.rows import (
     event_target_rows,
     row_event,
     row_json,
-    row_token,
-    token_row,
 )
-from audit.adapters.sql.schema import chain_heads, event_targets, events_fts, merkle_nodes, tokens
+from audit.adapters.sql.schema import chain_heads, event_targets, events_fts, merkle_nodes
 from audit.adapters.sql.schema import events as events_table
 from audit.domain.chain import GENESIS_HASH, ChainHead
 from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.time import to_micros
-from audit.domain.tokens import Token
 from audit.domain.validation import string_problem
 
 # Everything an Event is made of, in the order row_event reads; search_text and
@@ -137,8 +133,6 @@ _CHAIN_HASHES = sa.select(events_table.c.seq, events_table.c.hash).where(
 _INSERT_EVENTS = sa.insert(events_table)
 _INSERT_TARGETS = sa.insert(event_targets)
 _INSERT_NODES = sa.insert(merkle_nodes)
-_TOKEN_BY_HASH = sa.select(tokens).where(tokens.c.secret_hash == sa.bindparam("secret_hash"))
-_TOKEN_BY_ID = sa.select(tokens).where(tokens.c.id == sa.bindparam("token_id"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -515,44 +509,3 @@ class SqlEventRepository:
     def tenants(self) -> list[str]:
         rows = self._conn.execute(sa.select(chain_heads.c.tenant).where(chain_heads.c.seq > 0))
         return sorted(row.tenant for row in rows)
-
-
-class SqlTokenRepository:
-    """Tokens in the `tokens` table, found by id or by the hash of their secret."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._conn = connection
-
-    def add(self, token: Token) -> None:
-        self._conn.execute(sa.insert(tokens).values(token_row(token)))
-
-    def _one(self, statement: sa.Executable, params: dict[str, Any]) -> Token | None:
-        row = self._conn.execute(statement, params).mappings().first()
-        return None if row is None else row_token(row)
-
-    def by_secret_hash(self, secret_hash: str) -> Token | None:
-        return self._one(_TOKEN_BY_HASH, {"secret_hash": secret_hash})
-
-    def get(self, token_id: str) -> Token | None:
-        return self._one(_TOKEN_BY_ID, {"token_id": token_id})
-
-    def list(self, tenant: str | None = None) -> builtins.list[Token]:
-        query = sa.select(tokens)
-        if tenant is not None:
-            query = query.where(tokens.c.tenant == tenant)
-        found = [row_token(row) for row in self._conn.execute(query).mappings()]
-        # Sorted here, not by SQL: PostgreSQL's collation need not be code point order.
-        return sorted(found, key=lambda t: (t.created_at, t.id))
-
-    def revoke(self, token_id: str, at: datetime) -> None:
-        self._conn.execute(
-            sa.update(tokens).where(tokens.c.id == token_id).values(revoked_at_us=to_micros(at))
-        )
-
-    def touch(self, token_id: str, at: datetime) -> None:
-        self._conn.execute(
-            sa.update(tokens).where(tokens.c.id == token_id).values(last_used_at_us=to_micros(at))
-        )
-
-    def any(self) -> bool:
-        return self._conn.execute(sa.select(tokens.c.id).limit(1)).first() is not None

@@ -121,6 +121,18 @@ tokens = sa.Table(
     sa.Index("ix_tokens_tenant", "tenant"),
 )
 
+# One row: a counter every token revocation advances in the same transaction, which
+# servers read on each request to know whether the principals they keep still hold.
+revocation_epoch = sa.Table(
+    "revocation_epoch",
+    metadata,
+    sa.Column("id", sa.SmallInteger(), nullable=False),
+    sa.Column("epoch", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_revocation_epoch"),
+    sa.CheckConstraint("id = 1", name="ck_revocation_epoch_one_row"),
+)
+EPOCH_ROW_ID = 1
+
 
 def described_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's `include_object`: the schema items `metadata` describes on `dialect`.

@@ -6,6 +6,7 @@ from flask import Flask, Response
 
 from audit.container import Container, build_container
 from audit.entrypoints.http import (
+    access_log,
     events,
     metrics,
     openapi,
@@ -54,6 +55,7 @@ def create_app(container: Container | None = None) -> Flask:
 
     register_error_handlers(app)
     metrics.install(app)
+    access_log.install(app)
     app.after_request(_no_store)
     for module in (events, proofs, tokens, operations, openapi, seed):
         app.register_blueprint(module.blueprint)

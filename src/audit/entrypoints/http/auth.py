@@ -2,6 +2,10 @@
 
 Views are protected with `require(scope)`, which is `auth.login_required(role=scope)` and
 also records the scope on the view so the OpenAPI document states what each route needs.
+A refused token is counted, noted for the access log, and charged to the client address;
+an address over its limit is answered 429 unheard, unless it brings a token this
+process already knows to be valid (so one misconfigured client behind a shared address
+cannot cut off the others).
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from dependency_injector.wiring import Provide, inject
-from flask import Response, request
+from flask import Response, g, request
 from flask_httpauth import HTTPTokenAuth
+from werkzeug.exceptions import TooManyRequests
 
-from audit.application.tokens import Authenticate
+from audit.application.authentication import Authenticate, FailureThrottle
 from audit.container import Container
 from audit.domain.tokens import Principal, Scope
+from audit.entrypoints.http import metrics
 from audit.entrypoints.http.responses import error_response
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -25,12 +31,44 @@ REALM = "audit"
 auth = HTTPTokenAuth(scheme="Bearer", realm=REALM)
 
 
+# Set on `g` for the access log: why authentication failed (missing, invalid, throttled).
+AUTH_FAILURE = "audit_auth_failure"
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
 @inject
 def verify_token(
-    token: str, authenticate: Authenticate = Provide[Container.authenticate]
+    token: str,
+    authenticate: Authenticate = Provide[Container.authenticate],
+    throttle: FailureThrottle = Provide[Container.auth_throttle],
 ) -> Principal | None:
     # The secret is only ever handed to the use case: never logged, never echoed.
+    if not authenticate.knows(token):
+        _hold_off_if_over_limit(throttle)
     return authenticate(token)
+
+
+def _hold_off_if_over_limit(throttle: FailureThrottle) -> None:
+    wait = throttle.retry_after(client_address())
+    if wait is not None:
+        g.setdefault(AUTH_FAILURE, "throttled")
+        metrics.count_auth_failure("throttled")
+        raise TooManyRequests(
+            "too many failed authentications from this address; try again later",
+            retry_after=wait,
+        )
+
+
+@inject
+def _failed(reason: str, throttle: FailureThrottle = Provide[Container.auth_throttle]) -> None:
+    if reason == "missing":  # no token, so verify_token was not asked
+        _hold_off_if_over_limit(throttle)
+    g.setdefault(AUTH_FAILURE, reason)
+    metrics.count_auth_failure(reason)
+    throttle.failed(client_address())
 
 
 def get_user_roles(principal: Principal) -> list[str]:
@@ -50,6 +88,9 @@ def auth_error(status: int) -> Response:
     challenge = f'Bearer realm="{REALM}"'
     if request.headers.get("Authorization"):
         challenge += ', error="invalid_token"'
+        _failed("invalid")
+    else:
+        _failed("missing")
     return error_response(
         401,
         "unauthorized",
@@ -80,6 +121,12 @@ def required_scope(view: Callable[..., Any]) -> str | None:
     """The scope `require` put on a view, or None for a public one."""
     scope = getattr(view, "required_scope", None)
     return scope if isinstance(scope, str) else None
+
+
+def principal_or_none() -> Principal | None:
+    """The authenticated caller of this request, if there is one."""
+    principal = g.get("flask_httpauth_user")
+    return principal if isinstance(principal, Principal) else None
 
 
 def current_principal() -> Principal:

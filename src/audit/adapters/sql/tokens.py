@@ -1,0 +1,168 @@
+"""Tokens in SQL: the `tokens` table, and the revocation epoch read on every request."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from audit.adapters.sql.engine import storage_unavailable
+from audit.adapters.sql.rows import row_token, token_row
+from audit.adapters.sql.schema import EPOCH_ROW_ID, revocation_epoch, tokens
+from audit.domain.errors import StorageUnavailable
+from audit.domain.time import to_micros
+from audit.domain.tokens import Token
+
+if TYPE_CHECKING:
+    from audit.application.ports import RevocationEpoch, TokenRepository
+
+_TOKEN_BY_HASH = sa.select(tokens).where(tokens.c.secret_hash == sa.bindparam("secret_hash"))
+_TOKEN_BY_ID = sa.select(tokens).where(tokens.c.id == sa.bindparam("token_id"))
+_ADVANCE_EPOCH = (
+    sa.update(revocation_epoch)
+    .where(revocation_epoch.c.id == EPOCH_ROW_ID)
+    .values(epoch=revocation_epoch.c.epoch + 1)
+)
+_TOUCH = (
+    sa.update(tokens)
+    .where(tokens.c.id == sa.bindparam("token_id"))
+    .where(
+        sa.or_(
+            tokens.c.last_used_at_us.is_(None),
+            tokens.c.last_used_at_us < sa.bindparam("at_us"),
+        )
+    )
+    .values(last_used_at_us=sa.bindparam("at_us"))
+)
+# Written out for the driver: it runs on the driver's own connection, once per request.
+_READ_EPOCH = f"SELECT epoch FROM revocation_epoch WHERE id = {EPOCH_ROW_ID}"  # noqa: S608
+
+
+class SqlTokenRepository:
+    """Tokens in the `tokens` table, found by id or by the hash of their secret."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._conn = connection
+
+    def add(self, token: Token) -> None:
+        self._conn.execute(sa.insert(tokens).values(token_row(token)))
+
+    def _one(self, statement: sa.Executable, params: dict[str, Any]) -> Token | None:
+        row = self._conn.execute(statement, params).mappings().first()
+        return None if row is None else row_token(row)
+
+    def by_secret_hash(self, secret_hash: str) -> Token | None:
+        return self._one(_TOKEN_BY_HASH, {"secret_hash": secret_hash})
+
+    def get(self, token_id: str) -> Token | None:
+        return self._one(_TOKEN_BY_ID, {"token_id": token_id})
+
+    def list(self, tenant: str | None = None) -> builtins.list[Token]:
+        query = sa.select(tokens)
+        if tenant is not None:
+            query = query.where(tokens.c.tenant == tenant)
+        found = [row_token(row) for row in self._conn.execute(query).mappings()]
+        # Sorted here, not by SQL: PostgreSQL's collation need not be code point order.
+        return sorted(found, key=lambda t: (t.created_at, t.id))
+
+    def revoke(self, token_id: str, at: datetime) -> None:
+        self._conn.execute(
+            sa.update(tokens).where(tokens.c.id == token_id).values(revoked_at_us=to_micros(at))
+        )
+        if self._conn.execute(_ADVANCE_EPOCH).rowcount != 1:
+            # The row the migration made is gone: make it again, past any epoch a server
+            # may have read (a server that read none finds a new one either way).
+            self._conn.execute(sa.insert(revocation_epoch).values(id=EPOCH_ROW_ID, epoch=1))
+
+    def touch(self, last_used: Mapping[str, datetime]) -> None:
+        if last_used:
+            self._conn.execute(
+                _TOUCH, [{"token_id": k, "at_us": to_micros(v)} for k, v in last_used.items()]
+            )
+
+    def any(self) -> bool:
+        return self._conn.execute(sa.select(tokens.c.id).limit(1)).first() is not None
+
+
+class SqlRevocationEpoch:
+    """Reads the revocation epoch with one primary-key read of a one-row table.
+
+    Each thread keeps its own driver connection in autocommit mode (taken from the
+    engine's pool once and detached, so it is set up as every other connection is): a
+    read is then one statement with no pool checkout and no transaction to open, and each
+    read sees every commit made before it began, on SQLite as on PostgreSQL. A read never
+    waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC). A connection that fails is
+    dropped and the read tried once on a new one (a restarted PostgreSQL), then the error
+    is StorageUnavailable.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+
+    def current(self) -> int:
+        try:
+            return self._read(self._connection())
+        except Exception as first:
+            self._drop()
+            try:
+                return self._read(self._connection())
+            except Exception as exc:
+                self._drop()
+                raise _unavailable(exc) from first
+
+    @staticmethod
+    def _read(connection: Any) -> int:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(_READ_EPOCH)
+            rows = cursor.fetchall()  # read to the end, so no statement stays open
+        finally:
+            cursor.close()
+        # No row: the migration's row was removed; the first revocation makes it again.
+        return int(rows[0][0]) if rows else 0
+
+    def _connection(self) -> Any:
+        local = self._local
+        # A connection is never shared with a forked child: it makes its own.
+        if getattr(local, "pid", None) != os.getpid():
+            local.connection = None
+            local.pid = os.getpid()
+        if local.connection is None:
+            proxied = self._engine.raw_connection()
+            connection = proxied.driver_connection
+            proxied.detach()
+            if self._engine.dialect.name == "postgresql":
+                connection.autocommit = True  # type: ignore[union-attr]
+            local.connection = connection
+        return local.connection
+
+    def _drop(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close
+                connection.close()
+
+
+def _unavailable(exc: Exception) -> StorageUnavailable:
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    original = getattr(exc, "orig", None) or exc
+    translated = storage_unavailable(original, disconnected=True)
+    return translated or StorageUnavailable("the database cannot be reached", 5, "unreachable")
+
+
+if TYPE_CHECKING:
+
+    def _fits_the_ports(
+        connection: Connection, engine: Engine
+    ) -> tuple[TokenRepository, RevocationEpoch]:
+        return SqlTokenRepository(connection), SqlRevocationEpoch(engine)

@@ -1,0 +1,99 @@
+"""The access log: one JSON object per request, written to stderr in one write.
+
+Fields: `time` (UTC, RFC 3339), `method`, `route` (the URL rule, never the raw path),
+`status`, `duration_ms`, `tenant` and `token_id` (null unless authenticated), `client`
+(the peer address), `request_id` (the client's `X-Request-Id` when it is a plain token of
+at most 128 characters, else a new one; echoed in the response), `pid` (the worker), and
+`auth` when authentication failed (`missing`, `invalid`, `throttled`). Never a token, a
+body, a query string or a raw path: nothing a client sends reaches the log but the method
+(one of a fixed set) and a request id of a fixed alphabet, and orjson escapes every
+control character, so no client can write a line of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+
+from audit.entrypoints.http.auth import AUTH_FAILURE, principal_or_none
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_STARTED = "audit_access_started"
+_REQUEST_ID_KEY = "audit_request_id"
+
+
+def write_stderr(line: bytes) -> None:
+    """One write(2) per line, so lines of concurrent requests do not interleave."""
+    view = memoryview(line)
+    while view:
+        view = view[os.write(2, view) :]
+
+
+def request_id() -> str:
+    """This request's id: the client's, when it is a plain token, else a new one."""
+    found = g.get(_REQUEST_ID_KEY)
+    if found is None:
+        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        found = sent if _REQUEST_ID.fullmatch(sent) else secrets.token_hex(8)
+        g.setdefault(_REQUEST_ID_KEY, found)
+    return str(found)
+
+
+def _begin() -> None:
+    g.setdefault(_STARTED, time.perf_counter())
+
+
+def _record(response: Response) -> dict[str, Any]:
+    started = g.get(_STARTED)
+    principal = principal_or_none()
+    record: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "method": request.method if request.method in _METHODS else "OTHER",
+        "route": request.url_rule.rule if request.url_rule is not None else None,
+        "status": response.status_code,
+        "duration_ms": None if started is None else round((time.perf_counter() - started) * 1e3, 3),
+        "tenant": principal.tenant if principal else None,
+        "token_id": principal.token_id if principal else None,
+        "client": request.remote_addr,
+        "request_id": request_id(),
+        "pid": os.getpid(),
+    }
+    failure = g.get(AUTH_FAILURE)
+    if failure is not None:
+        record["auth"] = failure
+    return record
+
+
+def install(app: Flask, write: Callable[[bytes], None] | None = None) -> None:
+    """Log every request the app answers, errors included, and echo its request id."""
+    writer = write or write_stderr
+
+    def finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = request_id()
+        record = _record(response)
+        if response.is_streamed:
+            # An export is logged when its last byte is sent, with the time it took.
+            started = g.get(_STARTED)
+
+            def at_close() -> None:
+                if started is not None:
+                    record["duration_ms"] = round((time.perf_counter() - started) * 1e3, 3)
+                writer(orjson.dumps(record) + b"\n")
+
+            response.call_on_close(at_close)
+        else:
+            writer(orjson.dumps(record) + b"\n")
+        return response
+
+    app.before_request(_begin)
+    app.after_request(finish)
