@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
-from audit.adapters.sql.repositories import SqlEventRepository, SqlTokenRepository
+from audit.adapters.sql.repositories import SqlEventRepository
+from audit.adapters.sql.tokens import SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
 
