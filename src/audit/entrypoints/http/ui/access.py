@@ -17,7 +17,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
-from audit.application.tokens import Authenticate
+from audit.application.authentication import Authenticate
 from audit.container import Container
 from audit.domain.tokens import Principal, Scope
 from audit.entrypoints.http.ui.blueprint import blueprint
