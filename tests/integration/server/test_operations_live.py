@@ -104,6 +104,27 @@ def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -
     assert spread(server, "/v1/events", server.bootstrap_token, "other", 8) == [200] * 8
 
 
+@pytest.mark.postgres
+def test_a_token_revoked_on_one_server_is_refused_at_once_by_another(
+    start_server: Any, postgres_url: str
+) -> None:
+    first = start_server(postgres_url, workers=1, threads=4)
+    second = start_server(postgres_url, workers=1, threads=4)
+    admin = first.bootstrap_token or second.bootstrap_token
+    assert admin
+    first.bootstrap_token = admin
+    made = make_token(first, "events:read")
+    for server in (first, second):  # both servers keep it
+        assert spread(server, "/v1/events", made["token"], "warm", 8) == [200] * 8
+    revoked = requests.delete(
+        f"{first.url}/v1/tokens/{made['id']}", headers=bearer(admin), timeout=TIMEOUT
+    )
+    assert revoked.status_code == 204
+    assert spread(second, "/v1/events", made["token"], "after", 8) == [401] * 8
+    assert spread(first, "/v1/events", made["token"], "after", 8) == [401] * 8
+    assert spread(second, "/v1/events", admin, "admin", 4) == [200] * 4
+
+
 def sample(text: str, name: str, **labels: str) -> float | None:
     """The value of one sample in Prometheus text format, or None when absent."""
     for line in text.splitlines():
