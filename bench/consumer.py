@@ -143,7 +143,7 @@ def section(run: Any, backend: str, db_url: str, batch_rate: float) -> None:
     if not url:
         log(f"{backend}: no consumer row (set AUDIT_BENCH_AMQP_URL or AUDIT_TEST_AMQP_URL)")
         return
-    events = 20_000 if run.profile.name == "quick" else 200_000
+    events = 20_000 if run.profile.name == "quick" else 100_000
     rate, cores = measure(
         db_url, url, events, PER_MESSAGE, run.tmp / f"consume-{backend}.log", timeout=600
     )

@@ -14,7 +14,7 @@ from audit.application.querying import ExportEvents, VerifyChain
 from audit.application.recording import RecordEvents
 from audit.domain.errors import StorageUnavailable
 from audit.domain.query import EventFilter
-from audit.entrypoints.consumer.amqp import Backoff
+from audit.entrypoints.consumer.committing import Backoff
 from audit.entrypoints.consumer.messages import QueueMessage, RecordMessages, message_events
 from audit.entrypoints.formats import error_document
 

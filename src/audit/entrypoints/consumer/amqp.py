@@ -1,9 +1,12 @@
 """`audit consume`: a RabbitMQ queue into a tenant's log, with pika's blocking connection.
 
-One thread: take up to `prefetch` messages (or what came within `linger` seconds), record
-them in one transaction (RecordMessages), dead-letter the invalid ones to `<queue>.dead`
-(publisher confirms), then ack the whole group with one `multiple` ack. Nothing is acked
-before it is durable; a crash before the ack redelivers, and ids make that a duplicate.
+The connection's thread receives and checks each message as it comes; whenever the
+committer (committing.py) is idle it gets every message checked so far (up to half the
+prefetch, or `max_events` events) as one group, committed in one transaction while the
+next messages arrive, as the server's group commit does. When a group is durable this
+thread dead-letters its invalid messages to `<queue>.dead` (publisher confirms), then acks
+the whole group with one `multiple` ack. Nothing is acked before it is durable; a crash
+before the ack redelivers, and ids make that a duplicate.
 """
 
 from __future__ import annotations
@@ -11,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import signal
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
@@ -25,13 +26,16 @@ import orjson
 import pika
 import pika.exceptions
 
-from audit.domain.errors import InvalidParameter, StorageUnavailable
+from audit.domain.errors import InvalidParameter
+from audit.entrypoints.consumer.committing import Backoff, Committer, Done, Group
 from audit.entrypoints.consumer.messages import (
-    Prepared,
+    Checked,
     QueueMessage,
     RecordMessages,
     Rejected,
-    Settled,
+    delivery_tag,
+    event_count,
+    prepared,
 )
 from audit.entrypoints.formats import error_document
 
@@ -39,8 +43,8 @@ ERROR_HEADER = "x-audit-error"
 DEAD_SUFFIX = ".dead"
 # An AMQP header must fit in one frame (128 KiB by default): the first problems suffice.
 MAX_ERROR_DETAILS = 100
-BACKOFF_FIRST = 0.5
-BACKOFF_MAX = 30.0
+# How long the connection's thread waits for a message before it looks at the committer.
+POLL_SECONDS = 0.01
 
 
 def write_stderr(line: bytes) -> None:
@@ -61,29 +65,11 @@ class ConsumerOptions:
     amqp_url: str
     queue: str
     prefetch: int = 1000
-    linger: float = 0.05  # seconds a group waits for more messages before it is committed
-    max_events: int = 5000  # a group is committed once its messages hold this many events
+    max_events: int = 5000  # at most this many events in one group (one transaction)
 
     @property
     def dead_queue(self) -> str:
         return self.queue + DEAD_SUFFIX
-
-
-class Backoff:
-    """Exponential backoff with full jitter, so consumers do not retry in step."""
-
-    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX) -> None:
-        self._first = first
-        self._cap = cap
-        self._attempt = 0
-
-    def next(self) -> float:
-        ceiling = min(self._cap, self._first * 2**self._attempt)
-        self._attempt = min(self._attempt + 1, 16)
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class QueueConsumer:
@@ -190,72 +176,60 @@ class QueueConsumer:
     def _consume(self, connection: Any) -> None:
         options = self._options
         channel = self._open_channel(connection)
-        group: list[QueueMessage] = []
-        started = 0.0
-        wait = options.linger
-        for method, properties, body in channel.consume(options.queue, inactivity_timeout=wait):
-            if method is not None:
-                if not group:
-                    started = time.monotonic()
-                group.append(
-                    QueueMessage(
-                        body=body,
-                        message_id=properties.message_id,
-                        delivery_tag=method.delivery_tag,
-                        properties=properties,
+        committer = Committer(self._record, self.log, self._stopping)
+        pending: list[Checked] = []
+        try:
+            for method, properties, body in channel.consume(
+                options.queue, inactivity_timeout=POLL_SECONDS
+            ):
+                # Once stopping, take no more: what is not acked goes back to the queue.
+                if method is not None and not self._stopping.is_set():
+                    message = QueueMessage(
+                        body, properties.message_id, method.delivery_tag, properties
                     )
-                )
-            full = len(group) >= options.prefetch
-            due = bool(group) and (method is None or time.monotonic() - started >= options.linger)
-            if full or due or (group and self._stopping.is_set()):
-                self._settle(connection, channel, group)
-                group = []
-            if self._stopping.is_set():
-                break
+                    pending.append(self._record.check(message))
+                for done in committer.finished():
+                    if not self._acknowledge(channel, done):
+                        return  # stopping while storage is down: ack nothing more
+                if pending and committer.in_flight == 0:
+                    group, pending = self._next_group(pending)
+                    committer.submit(group)
+                if self._stopping.is_set() and committer.in_flight == 0 and not pending:
+                    break
+        finally:
+            committer.close()
         channel.cancel()
 
-    def _settle(self, connection: Any, channel: Any, group: list[QueueMessage]) -> None:
-        started = time.perf_counter()
-        prepared = self._record.prepare(group)
-        settled = self._commit(connection, prepared)
+    def _next_group(self, pending: list[Checked]) -> tuple[Group, list[Checked]]:
+        """The oldest messages checked, as many as one group holds (at least one); half
+        the prefetch at most, so the broker can send the next ones during the commit."""
+        limit = max(1, self._options.prefetch // 2)
+        taken = events = 0
+        while taken < min(limit, len(pending)):
+            events += event_count(pending[taken])
+            if taken and events > self._options.max_events:
+                break
+            taken += 1
+        group = pending[:taken]
+        return Group(prepared(group), delivery_tag(group[-1])), pending[taken:]
+
+    def _acknowledge(self, channel: Any, done: Done) -> bool:
+        """Dead-letter a committed group's refused messages, then ack the whole group."""
+        settled = done.settled
         if settled is None:
-            return  # stopping while storage is down: nothing acked, all redelivered later
+            return False
         for rejected in settled.rejected:
             self._dead_letter(channel, rejected)
-        channel.basic_ack(delivery_tag=group[-1].delivery_tag, multiple=True)
+        channel.basic_ack(delivery_tag=done.group.last_tag, multiple=True)
         self.log(
             event="settled",
             messages=settled.messages,
             created=settled.created,
             duplicate=settled.duplicate,
             dead=len(settled.rejected),
-            duration_ms=round((time.perf_counter() - started) * 1e3, 3),
+            duration_ms=round(done.seconds * 1e3, 3),
         )
-
-    def _commit(self, connection: Any, prepared: Prepared) -> Settled | None:
-        """Commit, retrying with backoff while storage is unavailable; None when asked to
-        stop meanwhile. The group's messages stay unacked (and so on the broker) until
-        then: the prefetch limit is reached, and no more are taken."""
-        backoff = Backoff()
-        while True:
-            try:
-                return self._record.commit(prepared)
-            except Exception as exc:  # storage or a bug: never ack, never drop, try again
-                delay = backoff.next()
-                unavailable = isinstance(exc, StorageUnavailable)
-                self.log(
-                    event="storage_unavailable" if unavailable else "commit_failed",
-                    error=f"{type(exc).__name__}: {exc}"[:300],
-                    retry_in=round(delay, 2),
-                )
-                if self._stopping.is_set():
-                    return None
-                # Sleeps in the connection, so heartbeats keep it open meanwhile.
-                deadline = time.monotonic() + delay
-                while not self._stopping.is_set() and time.monotonic() < deadline:
-                    connection.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
-                if self._stopping.is_set():
-                    return None
+        return True
 
     def _dead_letter(self, channel: Any, rejected: Rejected) -> None:
         """Publish the message as it came, with the error, to the dead-letter queue and

@@ -53,6 +53,25 @@ class Settled:
     rejected: list[Rejected]
 
 
+Checked = tuple[QueueMessage, Submission] | Rejected
+
+
+def prepared(checked: Sequence[Checked]) -> Prepared:
+    """A group of messages checked one by one (RecordMessages.check), in their order."""
+    accepted = [c for c in checked if not isinstance(c, Rejected)]
+    return Prepared(accepted, [c for c in checked if isinstance(c, Rejected)])
+
+
+def delivery_tag(checked: Checked) -> int:
+    message = checked.message if isinstance(checked, Rejected) else checked[0]
+    return message.delivery_tag
+
+
+def event_count(checked: Checked) -> int:
+    """How many events a checked message holds (a rejected one costs a commit nothing)."""
+    return 0 if isinstance(checked, Rejected) else len(checked[1].events)
+
+
 def _with_id(item: Any, event_id: str | None) -> Any:
     """The event, given `event_id` when it has no id of its own."""
     if event_id is None or not isinstance(item, dict) or item.get("id") is not None:
@@ -92,16 +111,16 @@ class RecordMessages:
         self._tenant = tenant
         self._max_bytes = max_bytes
 
+    def check(self, message: QueueMessage) -> Checked:
+        """One message on its own: ready to commit, or Rejected with the reason."""
+        try:
+            events = message_events(message.body, message.message_id, self._max_bytes)
+            return message, self._record.submit(self._tenant, events)
+        except AuditError as exc:
+            return Rejected(message, exc)
+
     def prepare(self, messages: Sequence[QueueMessage]) -> Prepared:
-        accepted: list[tuple[QueueMessage, Submission]] = []
-        rejected: list[Rejected] = []
-        for message in messages:
-            try:
-                events = message_events(message.body, message.message_id, self._max_bytes)
-                accepted.append((message, self._record.submit(self._tenant, events)))
-            except AuditError as exc:
-                rejected.append(Rejected(message, exc))
-        return Prepared(accepted, rejected)
+        return prepared([self.check(m) for m in messages])
 
     def commit(self, prepared: Prepared) -> Settled:
         outcomes = (
