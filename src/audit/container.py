@@ -8,7 +8,14 @@ from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
 from audit.adapters.memory import InMemoryRevocationEpoch, InMemoryUnitOfWorkFactory
 from audit.adapters.signing import derived_secret, signer_from_settings
-from audit.adapters.sql import SqlRevocationEpoch, SqlUnitOfWorkFactory, create_engine_for
+from audit.adapters.sql import (
+    SqlRevocationEpoch,
+    SqlUnitOfWorkFactory,
+    create_engine_for,
+    describe_failure,
+    sqlite_file,
+    upgrade_schema,
+)
 from audit.application.authentication import Authenticate, FailureThrottle, TokenUses
 from audit.application.health import CheckReadiness
 from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
@@ -30,6 +37,15 @@ from audit.application.tokens import (
 from audit.settings import Settings
 
 
+def _nothing() -> None:
+    return None
+
+
+def describe_storage_failure(error: BaseException) -> str | None:
+    """One line naming a storage failure the use cases let through, or None."""
+    return describe_failure(error)
+
+
 class Container(containers.DeclarativeContainer):
     """One container per process (or per app in tests); the use cases never see it."""
 
@@ -47,6 +63,19 @@ class Container(containers.DeclarativeContainer):
         config.storage,
         memory=providers.Singleton(InMemoryUnitOfWorkFactory),
         sql=providers.Singleton(SqlUnitOfWorkFactory, engine),
+    )
+
+    # For the command line: bring the schema up to date (memory has none), and the SQLite
+    # file of the store (None for any other), which reading commands must not create.
+    upgrade_schema = providers.Selector(
+        config.storage,
+        memory=providers.Callable(_nothing),
+        sql=providers.Callable(upgrade_schema, config.database_url),
+    )
+    database_file = providers.Selector(
+        config.storage,
+        memory=providers.Object(None),
+        sql=providers.Callable(sqlite_file, config.database_url),
     )
 
     # One per process: concurrent requests share a transaction and its fsync.

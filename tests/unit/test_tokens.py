@@ -28,7 +28,6 @@ from audit.application.tokens import (
     IssueToken,
     ListTokens,
     RevokeToken,
-    parse_scopes,
 )
 from audit.domain.errors import (
     Forbidden,
@@ -38,6 +37,7 @@ from audit.domain.errors import (
     ValidationFailed,
 )
 from audit.domain.tokens import Principal, Scope
+from audit.domain.validation import parse_token_request
 
 NOW = datetime(2026, 11, 28, 10, 0, 0, 123456, tzinfo=UTC)
 READ = frozenset({Scope.EVENTS_READ})
@@ -134,29 +134,32 @@ def test_a_token_grants_no_scope_it_does_not_hold(issue: IssueToken, store: InMe
     }
 
 
-# --- parse_scopes ----------------------------------------------------------------------------
+# --- the token request: one parser for the API and the command line --------------------------
 
 
 def test_scope_names_parse_to_scopes() -> None:
-    assert parse_scopes(["events:write", "events:read", "events:write"]) == WRITE_READ
-    assert parse_scopes(["tokens:admin", "metrics:read"]) == {
-        Scope.TOKENS_ADMIN,
-        Scope.METRICS_READ,
-    }
+    def scopes(names: list[str]) -> frozenset[Scope]:
+        return parse_token_request({"name": "n", "scopes": names})[1]
+
+    assert scopes(["events:write", "events:read", "events:write"]) == WRITE_READ
+    assert scopes(["tokens:admin", "metrics:read"]) == {Scope.TOKENS_ADMIN, Scope.METRICS_READ}
 
 
 @pytest.mark.parametrize(
     "names", [["events:delete"], ["events:read", "Events:Write"], ["events"], [""], ["*"]]
 )
-def test_an_unknown_scope_is_refused_by_name(names: list[str]) -> None:
-    with pytest.raises(InvalidParameter, match="events:read") as info:
-        parse_scopes(names)
-    assert repr(names[-1]) in info.value.message
+def test_an_unknown_scope_is_refused_naming_the_known_ones(names: list[str]) -> None:
+    with pytest.raises(ValidationFailed) as info:
+        parse_token_request({"name": "n", "scopes": names})
+    (problem,) = info.value.problems
+    assert problem.field == f"scopes[{len(names) - 1}]"
+    assert "events:read" in problem.message
 
 
 def test_no_scope_at_all_is_refused() -> None:
-    with pytest.raises(InvalidParameter, match="scope"):
-        parse_scopes([])
+    with pytest.raises(ValidationFailed) as info:
+        parse_token_request({"name": "n", "scopes": []})
+    assert [problem.field for problem in info.value.problems] == ["scopes"]
 
 
 # --- Authenticate ----------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 import attrs
@@ -23,19 +22,6 @@ from audit.domain.tokens import (
 )
 
 BOOTSTRAP_TENANT = "default"
-
-
-def parse_scopes(names: Iterable[str]) -> frozenset[Scope]:
-    scopes = set()
-    for name in names:
-        try:
-            scopes.add(Scope(name))
-        except ValueError:
-            known = ", ".join(sorted(ALL_SCOPES))
-            raise InvalidParameter(f"unknown scope {name!r}; known: {known}") from None
-    if not scopes:
-        raise InvalidParameter("a token needs at least one scope")
-    return frozenset(scopes)
 
 
 class IssueToken:

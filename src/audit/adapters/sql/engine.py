@@ -7,11 +7,13 @@ import os
 import sqlite3
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from audit.adapters.files import OWNER_ONLY, create_owner_only
 from audit.domain.errors import StorageUnavailable
@@ -50,6 +52,22 @@ def parse_database_url(url: str) -> URL:
         f"unsupported database URL scheme {parsed.drivername!r}: "
         "use sqlite:///path/to/file.db or postgresql://user@host/db"
     )
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///PATH` URL; None for any other database."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def describe_failure(error: BaseException) -> str | None:
+    """One line for a database failure (for the command line), or None if it is not one."""
+    if not isinstance(error, SQLAlchemyError):
+        return None
+    detail = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+    return f"the database failed: {detail}"
 
 
 def create_engine_for(
