@@ -79,8 +79,8 @@ class Service:
         workdir: Path,
         *,
         env: dict[str, str] | None = None,
-        workers: int = 2,
-        threads: int = 8,
+        workers: int | None = 2,
+        threads: int | None = 8,
         port: int | None = None,
     ) -> None:
         self.database_url = database_url
@@ -96,17 +96,14 @@ class Service:
 
     def start(self, ready_within: float = 60) -> Service:
         with self.log.open("ab") as out:
+            # None: as `audit serve` starts by default.
+            sizes = [
+                *([] if self.workers is None else ["--workers", str(self.workers)]),
+                *([] if self.threads is None else ["--threads", str(self.threads)]),
+            ]
             self.proc = subprocess.Popen(
                 audit_command(
-                    "serve",
-                    "--database-url",
-                    self.database_url,
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    str(self.workers),
-                    "--threads",
-                    str(self.threads),
+                    "serve", "--database-url", self.database_url, "--port", str(self.port), *sizes
                 ),
                 stdout=out,
                 stderr=subprocess.STDOUT,

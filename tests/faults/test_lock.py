@@ -152,6 +152,7 @@ def test_locked_database_writers_get_503_in_time_and_resume(locked: Observed) ->
 @READS_WRITE
 def test_locked_database_readers_keep_getting_200(locked: Observed) -> None:
     row = ledger_row(f"write lock held {HOLD_S} s by another process: reads, sqlite")
+    row.note = "expected to fail: reads still write last_used_at"
     during = [
         (answered - sent, status)
         for sent, answered, status in locked.reads.statuses

@@ -16,6 +16,7 @@ from audit.entrypoints.http import (
     tokens,
     ui,
 )
+from audit.entrypoints.http.body import AuditRequest
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
 from audit.entrypoints.http.paths import SegmentConverter
@@ -25,6 +26,7 @@ class AuditApp(Flask):
     """A Flask app that carries its composition root, as `app.container`."""
 
     container: Container
+    request_class = AuditRequest
 
 
 def _no_store(response: Response) -> Response:

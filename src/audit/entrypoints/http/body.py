@@ -2,14 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from flask import request
-from werkzeug.exceptions import RequestEntityTooLarge, UnsupportedMediaType
+from flask import Request, request
+from werkzeug.exceptions import (
+    BadRequest,
+    HTTPException,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
 
 from audit.domain.validation import decode_json
 
 JSON_MEDIA_TYPE = "application/json"
+
+
+@contextmanager
+def _unreadable_is_bad_request() -> Iterator[None]:
+    try:
+        yield
+    except HTTPException:
+        raise
+    except Exception:
+        # The server could not read the body as sent (garbled chunked encoding, a client
+        # gone mid-body): the request's fault, answered as one, never as a 500.
+        raise BadRequest("the body could not be read as sent (bad chunked encoding?)") from None
+
+
+class AuditRequest(Request):
+    """Flask's request, but a body the server cannot read is a 400, whoever reads it."""
+
+    def get_data(self, *args: Any, **kwargs: Any) -> Any:
+        with _unreadable_is_bad_request():
+            return super().get_data(*args, **kwargs)
+
+    def _load_form_data(self) -> None:
+        with _unreadable_is_bad_request():
+            super()._load_form_data()
 
 
 def body_bytes() -> bytes:
