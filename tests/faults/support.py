@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 import requests
 from tests.integration.server.support import TOKEN_RE, audit_command, bearer, free_port
 
@@ -56,15 +55,6 @@ def table(rows: list[Row]) -> list[str]:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return lines
-
-
-# Reads that fail only because authentication records a token's last use (a write):
-# issue 12 item 10 removes that write; until it lands these cases are expected to fail.
-READS_WRITE = pytest.mark.xfail(
-    strict=True,
-    reason="authentication still writes the token's last_used_at on a read "
-    "(issue 12, item 10: reads must not write)",
-)
 
 
 # --- a real server ----------------------------------------------------------------------------
