@@ -15,8 +15,10 @@ from tests.openapi_check import ResponseChecker, ResponseMismatch
 
 from audit.domain import rules
 from audit.domain.query import FILTER_PARAMETERS
+from audit.domain.shapes import EVENT
 from audit.domain.tokens import Scope
 from audit.entrypoints.http import parameters
+from audit.entrypoints.http.openapi.schemas import component_schemas
 from audit.entrypoints.http.ui import is_viewer_endpoint
 
 AUTOMATIC_METHODS = {"HEAD", "OPTIONS"}
@@ -91,16 +93,11 @@ def operation(document: dict[str, Any], method: str, path: str) -> dict[str, Any
     return op
 
 
-# Routes that are not the API: the viewer's HTML pages and static files.
-NOT_API = re.compile(r"^/(ui|static)(/|$)")
-
-
 def test_every_route_of_the_app_is_in_the_document(app: Flask, document: dict[str, Any]) -> None:
     undocumented = [
         (sorted(rule.methods or ()), rule.rule)
         for rule in app.url_map.iter_rules()
-        if not NOT_API.match(rule.rule)
-        and not is_viewer_endpoint(rule.endpoint)
+        if not is_viewer_endpoint(rule.endpoint)  # HTML pages, not the API
         and any(
             method.lower() not in document["paths"].get(openapi_path(rule.rule), {})
             for method in (rule.methods or set()) - AUTOMATIC_METHODS
@@ -113,6 +110,13 @@ def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
     # openapi-spec-validator checks the whole document against the OpenAPI 3.1 schema,
     # every schema object against its JSON Schema dialect, and every $ref.
     openapi_spec_validator.validate(document)
+
+
+def test_the_served_schemas_are_the_generated_ones(document: dict[str, Any]) -> None:
+    # tests/unit/test_request_schema.py checks the parser against component_schemas().
+    assert document["components"]["schemas"] == component_schemas()
+    assert set(document["components"]["schemas"]["NewEvent"]["properties"]) == EVENT.sent_names
+    assert tuple(document["components"]["schemas"]["Event"]["required"]) == EVENT.names
 
 
 def test_every_route_and_method_is_documented(app: Flask, document: dict[str, Any]) -> None:

@@ -35,12 +35,13 @@ def closed(properties: dict[str, Any], required: list[str]) -> Schema:
     }
 
 
-def _text(max_len: int, *, min_len: int = 1, nullable: bool = True) -> Schema:
-    return {
-        "type": ["string", "null"] if nullable else "string",
-        "minLength": min_len,
-        "maxLength": max_len,
-    }
+# Free text: the parser refuses NUL characters (and lone surrogates, which JSON Schema
+# strings cannot hold).
+_NO_NUL = "^[^\\u0000]*$"
+
+
+def _text(max_len: int, *, min_len: int = 1) -> Schema:
+    return {"type": "string", "minLength": min_len, "maxLength": max_len, "pattern": _NO_NUL}
 
 
 HASH: Schema = {"type": "string", "pattern": f"^[0-9a-f]{{{len(GENESIS_HASH)}}}$"}
@@ -70,9 +71,6 @@ TIME_OUT: Schema = {
     "description": "RFC 3339 in UTC with six fractional digits, ending in `Z`.",
 }
 _SCOPE: Schema = {"type": "string", "enum": [str(scope) for scope in Scope]}
-# Free text: the parser refuses NUL characters (and lone surrogates, which JSON Schema
-# strings cannot hold).
-_NO_NUL = "^[^\\u0000]*$"
 
 
 def _nullable(schema: Schema) -> Schema:
@@ -186,7 +184,7 @@ def _event_schemas() -> dict[str, Schema]:
 
 _TOKEN_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string"},
-    "name": _text(TOKEN_NAME_MAX, nullable=False),
+    "name": _text(TOKEN_NAME_MAX),
     "tenant": {"type": "string", "pattern": TENANT_PATTERN},
     "scopes": {"type": "array", "items": _SCOPE},
     "created_at": TIME_OUT,
@@ -286,7 +284,7 @@ def component_schemas() -> dict[str, Schema]:
         "ChainReport": {"oneOf": [ref("ChainValid"), ref("ChainInvalid")]},
         "NewToken": closed(
             {
-                "name": _text(TOKEN_NAME_MAX, nullable=False),
+                "name": _text(TOKEN_NAME_MAX),
                 "scopes": {"type": "array", "minItems": 1, "items": _SCOPE},
                 "expires_at": {
                     **_nullable(TIME_IN),
