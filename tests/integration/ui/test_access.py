@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 from urllib.parse import parse_qs, urlsplit
 
+import attrs
 import pytest
 from flask.testing import FlaskClient
 from tests.integration.ui.conftest import MakeToken
 from tests.integration.ui.support import csrf_of, sign_in
 
-from audit.container import Container
+from audit.container import Container, build_container
 from audit.domain.tokens import Scope
+from audit.entrypoints.http import create_app
+from audit.settings import Settings
 
 PAGES = ["/ui/", "/ui/log", "/ui/events/evt-1", "/ui/export?format=csv"]
 
@@ -196,3 +199,20 @@ def test_the_static_files_ship_with_the_package(client: FlaskClient) -> None:
         assert response.mimetype == kind
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         response.close()
+
+
+def test_guessing_tokens_in_the_form_is_throttled_like_the_api(settings: Settings) -> None:
+    container = build_container(attrs.evolve(settings, auth_failure_limit=3))
+    try:
+        client = create_app(container).test_client()
+        for _ in range(3):
+            assert sign_in(client, "als_" + "g" * 40).status_code == 401
+        held_off = sign_in(client, "als_" + "h" * 40)
+        assert held_off.status_code == 429
+        assert int(held_off.headers["Retry-After"]) >= 1
+        assert "Too many failed sign-ins" in held_off.get_data(as_text=True)
+        # One count for the address: the API holds it off too.
+        api = client.get("/v1/events", headers={"Authorization": "Bearer als_" + "i" * 40})
+        assert api.status_code == 429
+    finally:
+        container.unwire()

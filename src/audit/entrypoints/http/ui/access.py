@@ -17,9 +17,11 @@ from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
-from audit.application.authentication import Authenticate
+from audit.application.authentication import Authenticate, FailureThrottle
 from audit.container import Container
 from audit.domain.tokens import Principal, Scope
+from audit.entrypoints.http import metrics
+from audit.entrypoints.http.auth import client_address
 from audit.entrypoints.http.ui.blueprint import blueprint
 from audit.entrypoints.http.ui.session import LIFETIME
 
@@ -106,7 +108,9 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def _sign_in_page(status: int = 200, error: str | None = None) -> ResponseReturnValue:
+def _sign_in_page(
+    status: int = 200, error: str | None = None, headers: dict[str, str] | None = None
+) -> ResponseReturnValue:
     notice = None
     if request.args.get("ended"):
         notice = "Your session ended: the token was revoked, expired, or the session timed out."
@@ -114,7 +118,7 @@ def _sign_in_page(status: int = 200, error: str | None = None) -> ResponseReturn
         notice = "You are signed out."
     next_page = safe_next(request.values.get("next"))
     page = render_template("ui/sign_in.html", error=error, notice=notice, next_page=next_page)
-    return page, status
+    return page, status, headers or {}
 
 
 @blueprint.get("/sign-in")
@@ -122,10 +126,34 @@ def sign_in() -> ResponseReturnValue:
     return _sign_in_page()
 
 
+@inject
+def _sign_in_with(
+    token: str,
+    authenticate: Authenticate = Provide[Container.authenticate],
+    throttle: FailureThrottle = Provide[Container.auth_throttle],
+) -> Principal | int | None:
+    """The token's principal; None when refused; the seconds to wait when the address is
+    held off. The API's throttle: guessing through this form is no cheaper than there."""
+    address = client_address()
+    if not authenticate.knows(token):
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            metrics.count_auth_failure("throttled")
+            return wait
+    principal = authenticate(token) if 0 < len(token) <= _TOKEN_MAX else None
+    if principal is None:
+        metrics.count_auth_failure("invalid")
+        throttle.failed(address)
+    return principal
+
+
 @blueprint.post("/sign-in")
 def sign_in_submit() -> ResponseReturnValue:
     token = request.form.get("token", "").strip()
-    principal = _authenticate(token) if 0 < len(token) <= _TOKEN_MAX else None
+    principal = _sign_in_with(token)
+    if isinstance(principal, int):
+        message = f"Too many failed sign-ins from this address: try again in {principal} s."
+        return _sign_in_page(429, message, {"Retry-After": str(principal)})
     if principal is None:
         return _sign_in_page(401, "That token is unknown, expired or revoked.")
     if NEEDED_SCOPE not in principal.scopes:
