@@ -23,7 +23,8 @@ from typing import Any
 import orjson
 from flask import Flask, Response, g, request
 
-from audit.entrypoints.http.auth import AUTH_FAILURE, principal_or_none
+from audit.domain.tokens import Principal
+from audit.entrypoints.http.auth import AUTH_FAILURE
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -41,11 +42,15 @@ def write_stderr(line: bytes) -> None:
 
 def request_id() -> str:
     """This request's id: the client's, when it is a plain token, else a new one."""
-    found = g.get(_REQUEST_ID_KEY)
+    return _request_id(request.environ, g._get_current_object())
+
+
+def _request_id(environ: dict[str, Any], store: Any) -> str:
+    found = getattr(store, _REQUEST_ID_KEY, None)
     if found is None:
-        sent = request.headers.get(REQUEST_ID_HEADER, "")
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
         found = sent if _REQUEST_ID.fullmatch(sent) else secrets.token_hex(8)
-        g.setdefault(_REQUEST_ID_KEY, found)
+        setattr(store, _REQUEST_ID_KEY, found)
     return str(found)
 
 
@@ -54,21 +59,29 @@ def _begin() -> None:
 
 
 def _record(response: Response) -> dict[str, Any]:
-    started = g.get(_STARTED)
-    principal = principal_or_none()
+    # Each look through Flask's `request` and `g` proxies costs: resolve them once.
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    store = g._get_current_object()
+    environ = current.environ
+    started = getattr(store, _STARTED, None)
+    principal = getattr(store, "flask_httpauth_user", None)
+    if not isinstance(principal, Principal):
+        principal = None
+    method = environ.get("REQUEST_METHOD", "")
+    rule = current.url_rule
     record: dict[str, Any] = {
         "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        "method": request.method if request.method in _METHODS else "OTHER",
-        "route": request.url_rule.rule if request.url_rule is not None else None,
+        "method": method if method in _METHODS else "OTHER",
+        "route": rule.rule if rule is not None else None,
         "status": response.status_code,
         "duration_ms": None if started is None else round((time.perf_counter() - started) * 1e3, 3),
         "tenant": principal.tenant if principal else None,
         "token_id": principal.token_id if principal else None,
-        "client": request.remote_addr,
-        "request_id": request_id(),
+        "client": environ.get("REMOTE_ADDR"),
+        "request_id": _request_id(environ, store),
         "pid": os.getpid(),
     }
-    failure = g.get(AUTH_FAILURE)
+    failure = getattr(store, AUTH_FAILURE, None)
     if failure is not None:
         record["auth"] = failure
     return record
@@ -79,8 +92,8 @@ def install(app: Flask, write: Callable[[bytes], None] | None = None) -> None:
     writer = write or write_stderr
 
     def finish(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = request_id()
         record = _record(response)
+        response.headers[REQUEST_ID_HEADER] = record["request_id"]
         if response.is_streamed:
             # An export is logged when its last byte is sent, with the time it took.
             started = g.get(_STARTED)
