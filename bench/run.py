@@ -293,7 +293,7 @@ def section_batch(run: Run, backend: str, db_url: str, server: AuditServer, ledg
                 "" if search_index else _notes(result, cores, size),
             )
         )
-    consumer.section(run, backend, db_url, ours)
+    consumer.section(run, backend, db_url, server, ledger)
 
 
 def section_single(

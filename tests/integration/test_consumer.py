@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import sqlalchemy as sa
 
 from audit.adapters.sql import create_engine_for
@@ -66,7 +68,9 @@ def queue(amqp_url: str) -> Iterator[str]:
 class Consumer:
     """One `audit consume` process; kill() is a SIGKILL, stop() a SIGTERM."""
 
-    def __init__(self, database_url: str, amqp_url: str, queue: str, log: Path) -> None:
+    def __init__(
+        self, database_url: str, amqp_url: str, queue: str, log: Path, *extra: str
+    ) -> None:
         self.log = log
         self._out = log.open("ab")
         self.proc = subprocess.Popen(
@@ -85,6 +89,7 @@ class Consumer:
                 queue,
                 "--prefetch",
                 "500",
+                *extra,
             ],
             stdout=self._out,
             stderr=subprocess.STDOUT,
@@ -119,17 +124,23 @@ class Consumer:
 @pytest.fixture
 def start_consumer(
     database_url: str, amqp_url: str, queue: str, tmp_path: Path
-) -> Iterator[Callable[[], Consumer]]:
+) -> Iterator[Callable[..., Consumer]]:
     started: list[Consumer] = []
 
-    def start() -> Consumer:
-        consumer = Consumer(database_url, amqp_url, queue, tmp_path / "consumer.log")
+    def start(*extra: str) -> Consumer:
+        consumer = Consumer(database_url, amqp_url, queue, tmp_path / "consumer.log", *extra)
         started.append(consumer)
         return consumer
 
     yield start
     for consumer in started:
         consumer.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def publish(url: str, queue: str, messages: list[tuple[bytes, str | None]]) -> None:
@@ -250,7 +261,7 @@ BAD: dict[str, tuple[bytes, str]] = {
 
 
 def test_every_valid_event_is_stored_once_through_sigkills(
-    database_url: str, amqp_url: str, queue: str, start_consumer: Callable[[], Consumer]
+    database_url: str, amqp_url: str, queue: str, start_consumer: Callable[..., Consumer]
 ) -> None:
     messages, ids = valid_messages()
     bad = [(body, message_id) for message_id, (body, _) in BAD.items()]
@@ -334,11 +345,12 @@ def restart_broker() -> None:
 
 
 def test_the_consumer_survives_the_broker_going_away(
-    database_url: str, amqp_url: str, queue: str, start_consumer: Callable[[], Consumer]
+    database_url: str, amqp_url: str, queue: str, start_consumer: Callable[..., Consumer]
 ) -> None:
     messages, _ = valid_messages()
     publish(amqp_url, queue, messages[:3000])
-    consumer = start_consumer()
+    port = free_port()
+    consumer = start_consumer("--metrics-port", str(port))
     wait_for(lambda: head(database_url) >= 500, 120, "the first events")
     if os.environ.get(RESTART_ENV) == "1":
         restart_broker()
@@ -346,6 +358,9 @@ def test_the_consumer_survives_the_broker_going_away(
         wait_for(lambda: close_consumer_connections(queue) > 0, 90, "the consumer's connection")
     publish(amqp_url, queue, messages[3000:4000])
     wait_for(lambda: head(database_url) >= 4000 and ready(amqp_url, queue) == 0, 180, "all")
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'audit_events_ingested_total{status="created"}' in metrics
+    assert 'audit_queue_messages_total{outcome="stored"}' in metrics
     assert consumer.stop() == 0
     events = stored(database_url)
     assert sorted(e["id"] for e in events) == sorted(

@@ -5,6 +5,7 @@ has the real one)."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from audit.application.querying import ExportEvents, VerifyChain
 from audit.application.recording import RecordEvents
 from audit.domain.errors import StorageUnavailable
 from audit.domain.query import EventFilter
-from audit.entrypoints.consumer.committing import Backoff
+from audit.entrypoints.consumer.committing import Backoff, Committer, Group
 from audit.entrypoints.consumer.messages import QueueMessage, RecordMessages, message_events
 from audit.entrypoints.formats import error_document
 
@@ -140,3 +141,37 @@ def test_backoff_grows_with_jitter_up_to_its_cap() -> None:
     assert all(4.0 <= d <= 8.0 for d in delays[4:])
     backoff.reset()
     assert backoff.next() <= 1.0
+
+
+class AlwaysFailing(InMemoryUnitOfWorkFactory):
+    def __call__(self, write: bool = False) -> Any:
+        if write:
+            raise StorageUnavailable("database locked")
+        return super().__call__(write)
+
+
+def test_the_committer_retries_a_failed_group_and_gives_up_only_when_stopping(
+    clock: Any,
+) -> None:
+    logged: list[dict[str, Any]] = []
+    stopping = threading.Event()
+    storage = FailingOnce()
+    messages = RecordMessages(RecordEvents(storage, clock), "acme", max_bytes=1000)
+    committer = Committer(messages, lambda **f: logged.append(f), stopping)
+    group = Group(messages.prepare([QueueMessage(body(event()), "m-1", delivery_tag=7)]), 7)
+    committer.submit(group)
+    [done] = committer.finished(wait=30)
+    assert done.settled is not None
+    assert done.settled.created == 1
+    assert [f["event"] for f in logged] == ["storage_unavailable"]
+    assert stored_ids(storage) == ["m-1"]
+    committer.close()
+
+    down = RecordMessages(RecordEvents(AlwaysFailing(), clock), "acme", max_bytes=1000)
+    committer = Committer(down, lambda **f: None, stopping)
+    committer.submit(Group(down.prepare([QueueMessage(body(event()), "m-2")]), 1))
+    assert committer.finished(wait=0.3) == []  # still retrying: nothing to ack
+    stopping.set()
+    [done] = committer.finished(wait=30)
+    assert done.settled is None
+    committer.close()

@@ -268,12 +268,23 @@ def export(
 @click.option("--amqp-url", required=True, help="amqp://user:pass@host:5672/vhost")
 @click.option("--queue", required=True, help="The queue to read; bad messages go to QUEUE.dead.")
 @click.option("--prefetch", default=1000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve the Prometheus metrics on 127.0.0.1:PORT/metrics (no token: loopback only).",
+)
 def consume(
-    database_url: str | None, tenant: str, amqp_url: str, queue: str, prefetch: int
+    database_url: str | None,
+    tenant: str,
+    amqp_url: str,
+    queue: str,
+    prefetch: int,
+    metrics_port: int | None,
 ) -> None:
     """Read events from a RabbitMQ queue into a tenant's log, until SIGTERM or SIGINT."""
     from audit.entrypoints.consumer import ConsumerOptions
     from audit.entrypoints.consumer import consume as run_consumer
 
     container = _for_writing(_settings(database_url))
-    run_consumer(container, tenant, ConsumerOptions(amqp_url, queue, prefetch=prefetch))
+    options = ConsumerOptions(amqp_url, queue, prefetch=prefetch)
+    run_consumer(container, tenant, options, metrics_port)

@@ -25,6 +25,7 @@ import attrs
 import orjson
 import pika
 import pika.exceptions
+from prometheus_client import Counter
 
 from audit.domain.errors import InvalidParameter
 from audit.entrypoints.consumer.committing import Backoff, Committer, Done, Group
@@ -38,6 +39,16 @@ from audit.entrypoints.consumer.messages import (
     prepared,
 )
 from audit.entrypoints.formats import error_document
+from audit.entrypoints.http.metrics import count_ingested
+
+# The HTTP API's families (events ingested, storage errors) count the consumer's work too;
+# this one is the consumer's own.
+MESSAGES = Counter(
+    "audit_queue_messages_total",
+    "Queue messages settled by audit consume, by outcome: stored (their events durable, "
+    "or duplicates) or dead (sent to the dead-letter queue).",
+    ("outcome",),
+)
 
 ERROR_HEADER = "x-audit-error"
 DEAD_SUFFIX = ".dead"
@@ -185,7 +196,7 @@ class QueueConsumer:
                 # Once stopping, take no more: what is not acked goes back to the queue.
                 if method is not None and not self._stopping.is_set():
                     message = QueueMessage(
-                        body, properties.message_id, method.delivery_tag, properties
+                        body, properties.message_id or None, method.delivery_tag, properties
                     )
                     pending.append(self._record.check(message))
                 for done in committer.finished():
@@ -221,12 +232,18 @@ class QueueConsumer:
         for rejected in settled.rejected:
             self._dead_letter(channel, rejected)
         channel.basic_ack(delivery_tag=done.group.last_tag, multiple=True)
+        count_ingested(settled.created, settled.duplicate)
+        dead = len(settled.rejected)
+        if settled.messages > dead:
+            MESSAGES.labels("stored").inc(settled.messages - dead)
+        if dead:
+            MESSAGES.labels("dead").inc(dead)
         self.log(
             event="settled",
             messages=settled.messages,
             created=settled.created,
             duplicate=settled.duplicate,
-            dead=len(settled.rejected),
+            dead=dead,
             duration_ms=round(done.seconds * 1e3, 3),
         )
         return True

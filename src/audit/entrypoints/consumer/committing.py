@@ -19,6 +19,7 @@ import attrs
 
 from audit.domain.errors import StorageUnavailable
 from audit.entrypoints.consumer.messages import Prepared, RecordMessages, Settled
+from audit.entrypoints.http.metrics import count_storage_error
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
@@ -113,6 +114,8 @@ class Committer:
             try:
                 return self._record.commit(prepared)
             except Exception as exc:  # storage or a bug: never ack, never drop, try again
+                if isinstance(exc, StorageUnavailable):
+                    count_storage_error(exc)
                 delay = backoff.next()
                 fields: dict[str, Any] = {
                     "event": "storage_unavailable"
