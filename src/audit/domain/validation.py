@@ -6,7 +6,6 @@ Transport-neutral: the HTTP entrypoint and any future consumer call the same fun
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -16,41 +15,13 @@ import orjson
 
 from audit.domain import rules
 from audit.domain.canonical import canonical_json
-from audit.domain.errors import MalformedJson, PayloadTooLarge, Problem, ValidationFailed
+from audit.domain.errors import PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import NewEvent, Party, Source
+from audit.domain.jsontext import decode_json
 from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
 
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"repeated key {key!r}")
-            seen.add(key)
-    return result
-
-
-def decode_json(body: bytes) -> Any:
-    """Parse a request body strictly: UTF-8, no NaN/Infinity, no repeated keys."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise MalformedJson("the body is not UTF-8") from None
-    try:
-        return json.loads(
-            text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
-        )
-    except RecursionError:
-        raise MalformedJson("the body is nested too deeply") from None
-    except ValueError as exc:
-        raise MalformedJson(f"the body is not valid JSON: {exc}") from None
+__all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
 
 
 def string_problem(value: str) -> str | None:
