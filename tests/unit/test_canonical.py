@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from audit.domain.canonical import canonical_json
 from audit.domain.chain import chain_hash
+from audit.domain.errors import ValidationFailed
 from audit.domain.events import unhashed_document
 from audit.verify.events import event_hash
 
@@ -79,3 +81,61 @@ def test_a_record_with_one_free_form_field_gets_the_reference_bytes(value: Any) 
 
     record = {"id": "e-é", "seq": 7, "tags": [{"name": "\U0001f600"}], "metadata": value}
     assert canonical_record(record) == rfc8785.dumps(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(metadata=st.dictionaries(text, json_values, max_size=4), name=text)
+def test_validation_canonicalises_once_and_the_hashes_are_the_references(
+    metadata: dict[str, Any], name: str
+) -> None:
+    """The metadata bytes validation makes, shared by the fingerprint and the chain hash,
+    give the hashes that the reference canonicaliser gives over the whole record."""
+    import hashlib
+    import json
+    from datetime import UTC, datetime
+
+    from audit.domain.events import UnsealedEvent, hashed_bytes
+    from audit.domain.time import format_time
+    from audit.domain.validation import decode_json, parse_event
+
+    body = {
+        "action": "a.b",
+        "actor": {"id": "u", "name": name or None},
+        "targets": [{"id": "t", "name": name or None}],
+        "occurred_at": "2026-01-01T10:00:00+02:00",
+        "description": name,
+        "metadata": metadata,
+    }
+    try:
+        new = parse_event(decode_json(json.dumps(body).encode()))
+    except ValidationFailed:
+        # Only a whole float beyond 2^53 that RFC 8785 would write as an integer.
+        assume(False)
+    assert new.metadata_json == rfc8785.dumps(metadata)
+    content = {
+        "action": new.action,
+        "actor": new.actor.to_document(),
+        "targets": [t.to_document() for t in new.targets],
+        "occurred_at": format_time(new.occurred_at) if new.occurred_at else None,
+        "outcome": new.outcome,
+        "source": new.source.to_document(),
+        "description": new.description,
+        "metadata": metadata,
+    }
+    assert new.fingerprint() == hashlib.sha256(rfc8785.dumps(content)).hexdigest()
+    event = UnsealedEvent.place(
+        new, event_id="e", seq=3, tenant="acme", received_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    assert hashed_bytes(event) == rfc8785.dumps(unhashed_document(event))
+    prev = "cd" * 32
+    assert chain_hash(prev, event) == event_hash(prev, unhashed_document(event))
+
+
+def test_a_whole_float_that_rfc8785_writes_as_an_unsafe_integer_is_refused() -> None:
+    from audit.domain.validation import parse_event
+
+    for number in (9007199254740992.0, -1e20):
+        with pytest.raises(ValidationFailed):
+            parse_event({"action": "a", "actor": {"id": "u"}, "metadata": {"x": [number]}})
+    for number in (9007199254740991.0, 1e21, 0.5, 1e300):
+        parse_event({"action": "a", "actor": {"id": "u"}, "metadata": {"x": number}})

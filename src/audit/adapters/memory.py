@@ -174,8 +174,9 @@ class InMemoryUnitOfWork:
             appended.setdefault(tenant, []).append(event)
             store.by_id[(tenant, event.id)] = (event, fp)
         for tenant, events in appended.items():
-            # Replace the list rather than extend it, so readers iterate a snapshot.
-            store.logs[tenant] = [*store.logs.get(tenant, ()), *events]
+            # Extended in place (copying the whole log made each commit cost its length):
+            # readers copy it with list(), one step under the GIL, so they see a snapshot.
+            store.logs.setdefault(tenant, []).extend(events)
             store.heads[tenant] = ChainHead(events[-1].seq, events[-1].hash)
         store.subtrees.update(self.events.pending_subtrees)
         store.tokens = {**store.tokens, **self.tokens.pending}

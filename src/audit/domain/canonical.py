@@ -36,11 +36,28 @@ def _orjson_writes_jcs(value: Any) -> bool:
     return True
 
 
-def canonical_json(value: Any) -> bytes:
-    """The RFC 8785 canonical form of a JSON value, as UTF-8 bytes."""
-    if _orjson_writes_jcs(value):
+def canonical_json(value: Any, plain: bool | None = None) -> bytes:
+    """The RFC 8785 canonical form of a JSON value, as UTF-8 bytes.
+
+    `plain`: whether the value holds no float and no object key above U+FFFF, when the
+    caller already knows (validation walks the value anyway); None: find out here.
+    """
+    if plain is None:
+        plain = _orjson_writes_jcs(value)
+    if plain:
         return orjson.dumps(value, option=_OPTIONS)
     return rfc8785.dumps(value)
+
+
+def key_is_plain(key: str) -> bool:
+    """Whether orjson orders this object key as RFC 8785 does (no character above U+FFFF)."""
+    return key.isascii() or max(key) <= "\uffff"
+
+
+def canonical_plain(record: dict[str, Any]) -> bytes:
+    """canonical_json of a record known to be plain, whose free-form parts are already
+    canonical and given as `orjson.Fragment`s of those bytes (written as they are)."""
+    return orjson.dumps(record, option=_OPTIONS)
 
 
 def canonical_record(record: dict[str, Any], free_form: str = "metadata") -> bytes:

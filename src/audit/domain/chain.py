@@ -7,8 +7,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from audit.domain.canonical import canonical_record
-from audit.domain.events import Event, UnsealedEvent, unhashed_document
+from audit.domain.events import Event, UnsealedEvent, hashed_bytes
 from audit.verify.events import GENESIS as GENESIS_HASH
 
 __all__ = ["GENESIS_HASH", "ChainHead", "chain_hash", "seal"]
@@ -27,8 +26,7 @@ def chain_hash(prev_hash: str, event: UnsealedEvent) -> str:
 
     The same bytes as the auditors' `audit.verify.event_hash`, by the faster canonicaliser.
     """
-    canonical = canonical_record(unhashed_document(event))
-    return hashlib.sha256(bytes.fromhex(prev_hash) + canonical).hexdigest()
+    return hashlib.sha256(bytes.fromhex(prev_hash) + hashed_bytes(event)).hexdigest()
 
 
 def seal(head: ChainHead, events: Iterable[UnsealedEvent]) -> list[Event]:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import attrs
 import orjson
 
-from audit.domain.canonical import canonical_record
+from audit.domain.canonical import canonical_json, canonical_plain
 from audit.domain.time import format_time
 
 
@@ -50,6 +50,8 @@ class NewEvent:
     source: Source = Source()
     description: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+    # The RFC 8785 bytes of `metadata`, as validation made them; None: made when needed.
+    metadata_json: bytes | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     def fingerprint(self) -> str:
         """A digest of the client's content, for idempotent retries.
@@ -65,9 +67,17 @@ class NewEvent:
             "outcome": self.outcome,
             "source": self.source.to_document(),
             "description": self.description,
-            "metadata": dict(self.metadata),
+            "metadata": orjson.Fragment(canonical_metadata(self)),
         }
-        return hashlib.sha256(canonical_record(content)).hexdigest()
+        return hashlib.sha256(canonical_plain(content)).hexdigest()
+
+
+def canonical_metadata(event: NewEvent | UnsealedEvent) -> bytes:
+    """The RFC 8785 bytes of an event's metadata: made once, by validation, and shared by
+    the fingerprint and the chain hash."""
+    if event.metadata_json is not None:
+        return event.metadata_json
+    return canonical_json(dict(event.metadata))
 
 
 @attrs.frozen
@@ -86,6 +96,7 @@ class UnsealedEvent:
     source: Source
     description: str | None
     metadata: Mapping[str, Any]
+    metadata_json: bytes | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @classmethod
     def place(
@@ -104,10 +115,27 @@ class UnsealedEvent:
             source=new.source,
             description=new.description,
             metadata=new.metadata,
+            metadata_json=new.metadata_json,
         )
 
     def seal(self, prev_hash: str, hash_: str) -> Event:
-        return Event(**attrs.asdict(self, recurse=False), prev_hash=prev_hash, hash=hash_)
+        return Event(
+            id=self.id,
+            seq=self.seq,
+            tenant=self.tenant,
+            action=self.action,
+            actor=self.actor,
+            targets=self.targets,
+            outcome=self.outcome,
+            occurred_at=self.occurred_at,
+            received_at=self.received_at,
+            source=self.source,
+            description=self.description,
+            metadata=self.metadata,
+            metadata_json=self.metadata_json,
+            prev_hash=prev_hash,
+            hash=hash_,
+        )
 
 
 @attrs.frozen
@@ -142,6 +170,15 @@ class EventJson(NamedTuple):
 
 def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:
     """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
+    return _document(event, dict(event.metadata))
+
+
+def hashed_bytes(event: UnsealedEvent) -> bytes:
+    """The RFC 8785 bytes of unhashed_document(event), the metadata's made only once."""
+    return canonical_plain(_document(event, orjson.Fragment(canonical_metadata(event))))
+
+
+def _document(event: UnsealedEvent, metadata: Any) -> dict[str, Any]:
     return {
         "id": event.id,
         "seq": event.seq,
@@ -154,5 +191,5 @@ def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:
         "received_at": format_time(event.received_at),
         "source": event.source.to_document(),
         "description": event.description,
-        "metadata": dict(event.metadata),
+        "metadata": metadata,
     }

@@ -14,12 +14,16 @@ from typing import Any
 import orjson
 
 from audit.domain import rules
-from audit.domain.canonical import canonical_json
+from audit.domain.canonical import canonical_json, key_is_plain
 from audit.domain.errors import PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import NewEvent, Party, Source
 from audit.domain.jsontext import decode_json
 from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
+
+_EMPTY_OBJECT = b"{}"
+# RFC 8785 (ECMAScript) writes a number this large or larger with an exponent.
+_JCS_EXPONENT_FROM = 1e21
 
 __all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
 
@@ -126,14 +130,16 @@ class _Parser:
         )
         return Source(ip=ip, user_agent=agent)
 
-    def metadata(self, value: Any) -> dict[str, Any]:
-        """Check metadata without recursion, naming every bad value; return it canonical."""
+    def metadata(self, value: Any) -> tuple[dict[str, Any], bytes]:
+        """Check metadata without recursion, naming every bad value; return a canonical
+        copy and its RFC 8785 bytes, made here once for the fingerprint and the chain."""
         if value is None:
-            return {}
+            return {}, _EMPTY_OBJECT
         if not isinstance(value, dict):
             self.problem("metadata", "must be an object")
-            return {}
+            return {}, _EMPTY_OBJECT
         before = len(self.problems)
+        plain = True  # no float, no key above U+FFFF: orjson writes RFC 8785's bytes
         stack: list[tuple[Any, str, int]] = [(value, "metadata", 0)]
         while stack:
             item, field, depth = stack.pop()
@@ -147,8 +153,12 @@ class _Parser:
                 if abs(item) > rules.MAX_SAFE_INTEGER:
                     self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
             elif isinstance(item, float):
+                plain = False
                 if not math.isfinite(item):
                     self.problem(field, "numbers must be finite")
+                elif item.is_integer() and rules.MAX_SAFE_INTEGER < abs(item) < _JCS_EXPONENT_FROM:
+                    # RFC 8785 writes it as an integer, which then reads back unsafe.
+                    self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
             elif depth >= rules.METADATA_MAX_DEPTH:
                 self.problem(field, f"must be nested at most {rules.METADATA_MAX_DEPTH} deep")
             elif isinstance(item, list):
@@ -159,16 +169,17 @@ class _Parser:
                     if bad:
                         self.problem(field, f"keys {bad}")
                     else:
+                        plain = plain and key_is_plain(key)
                         stack.append((v, f"{field}.{key}", depth + 1))
         if len(self.problems) != before:
-            return {}
-        canonical = canonical_json(value)
+            return {}, _EMPTY_OBJECT
+        canonical = canonical_json(value, plain)
         if len(canonical) > rules.METADATA_MAX_BYTES:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
-            return {}
+            return {}, _EMPTY_OBJECT
         # A fresh copy in canonical form: the log never shares the caller's objects.
         result: dict[str, Any] = orjson.loads(canonical)
-        return result
+        return result, canonical
 
     def event(self, obj: Any) -> NewEvent | None:
         if not isinstance(obj, dict):
@@ -199,7 +210,7 @@ class _Parser:
         description = self.string(
             obj, "description", "description", max_len=rules.DESCRIPTION_MAX, min_len=0
         )
-        metadata = self.metadata(obj.get("metadata"))
+        metadata, metadata_json = self.metadata(obj.get("metadata"))
         if self.problems or action is None or actor is None:
             return None
         return NewEvent(
@@ -212,6 +223,7 @@ class _Parser:
             source=source,
             description=description,
             metadata=metadata,
+            metadata_json=metadata_json,
         )
 
 
