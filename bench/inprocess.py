@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
-from audit.container import MEMORY_URL, build_container, settings_from_env
+from audit.container import build_container
 from audit.domain.validation import decode_json, parse_batch
 from audit.entrypoints.formats import json_bytes
+from audit.settings import MEMORY_URL, Settings
 from bench.events import template_document
 
 BATCH = 1000
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.inprocess", description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args(argv)
-    record = build_container(settings_from_env({"AUDIT_DATABASE_URL": MEMORY_URL})).record_events()
+    record = build_container(Settings(database_url=MEMORY_URL)).record_events()
     bodies = [_body(n) for n in range(args.rounds * 2)]
     decoded = [decode_json(b) for b in bodies]
     parsed = [parse_batch(d["events"]) for d in decoded]

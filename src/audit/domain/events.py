@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -12,6 +13,10 @@ import orjson
 
 from audit.domain.canonical import canonical_json, canonical_plain
 from audit.domain.time import format_time
+
+# Hashing an event writes its times two or three times (fingerprint, chain), and a group
+# shares one received_at.
+_time_text = functools.lru_cache(maxsize=4096)(format_time)
 
 
 @attrs.frozen
@@ -50,8 +55,6 @@ class NewEvent:
     source: Source = Source()
     description: str | None = None
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
-    # The RFC 8785 bytes of `metadata`, as validation made them; None: made when needed.
-    metadata_json: bytes | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     def fingerprint(self) -> str:
         """A digest of the client's content, for idempotent retries.
@@ -63,7 +66,7 @@ class NewEvent:
             "action": self.action,
             "actor": self.actor.to_document(),
             "targets": [t.to_document() for t in self.targets],
-            "occurred_at": None if self.occurred_at is None else format_time(self.occurred_at),
+            "occurred_at": None if self.occurred_at is None else _time_text(self.occurred_at),
             "outcome": self.outcome,
             "source": self.source.to_document(),
             "description": self.description,
@@ -72,12 +75,23 @@ class NewEvent:
         return hashlib.sha256(canonical_plain(content)).hexdigest()
 
 
+class CanonicalMetadata(dict[str, Any]):
+    """Metadata that knows its RFC 8785 bytes: validation makes them once, and the
+    fingerprint and the chain hash share them. Never changed once made, like the event."""
+
+    __slots__ = ("canonical",)
+
+    def __init__(self, value: dict[str, Any], canonical: bytes) -> None:
+        super().__init__(value)
+        self.canonical = canonical
+
+
 def canonical_metadata(event: NewEvent | UnsealedEvent) -> bytes:
-    """The RFC 8785 bytes of an event's metadata: made once, by validation, and shared by
-    the fingerprint and the chain hash."""
-    if event.metadata_json is not None:
-        return event.metadata_json
-    return canonical_json(dict(event.metadata))
+    """The RFC 8785 bytes of an event's metadata (made here unless validation made them)."""
+    metadata = event.metadata
+    if isinstance(metadata, CanonicalMetadata):
+        return metadata.canonical
+    return canonical_json(dict(metadata))
 
 
 @attrs.frozen
@@ -96,7 +110,6 @@ class UnsealedEvent:
     source: Source
     description: str | None
     metadata: Mapping[str, Any]
-    metadata_json: bytes | None = attrs.field(default=None, kw_only=True, eq=False, repr=False)
 
     @classmethod
     def place(
@@ -115,7 +128,6 @@ class UnsealedEvent:
             source=new.source,
             description=new.description,
             metadata=new.metadata,
-            metadata_json=new.metadata_json,
         )
 
     def seal(self, prev_hash: str, hash_: str) -> Event:
@@ -132,7 +144,6 @@ class UnsealedEvent:
             source=self.source,
             description=self.description,
             metadata=self.metadata,
-            metadata_json=self.metadata_json,
             prev_hash=prev_hash,
             hash=hash_,
         )
@@ -187,8 +198,8 @@ def _document(event: UnsealedEvent, metadata: Any) -> dict[str, Any]:
         "actor": event.actor.to_document(),
         "targets": [t.to_document() for t in event.targets],
         "outcome": event.outcome,
-        "occurred_at": format_time(event.occurred_at),
-        "received_at": format_time(event.received_at),
+        "occurred_at": _time_text(event.occurred_at),
+        "received_at": _time_text(event.received_at),
         "source": event.source.to_document(),
         "description": event.description,
         "metadata": metadata,

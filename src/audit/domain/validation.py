@@ -16,8 +16,9 @@ import orjson
 from audit.domain import rules
 from audit.domain.canonical import canonical_json, key_is_plain
 from audit.domain.errors import PayloadTooLarge, Problem, ValidationFailed
-from audit.domain.events import NewEvent, Party, Source
+from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source
 from audit.domain.jsontext import decode_json
+from audit.domain.jsonvalues import IPV4_RE, quick_metadata, string_problem
 from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
 
@@ -26,17 +27,6 @@ _EMPTY_OBJECT = b"{}"
 _JCS_EXPONENT_FROM = 1e21
 
 __all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
-
-
-def string_problem(value: str) -> str | None:
-    """Why a string cannot be stored (NUL, lone surrogates), or None."""
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must not contain lone surrogates"
-    return None
 
 
 class _Parser:
@@ -48,6 +38,8 @@ class _Parser:
         self.problems.append(Problem(field=field, message=message, index=self.index))
 
     def unknown_fields(self, obj: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
+        if obj.keys() <= allowed:
+            return
         for key in obj:
             if key not in allowed:
                 self.problem(f"{prefix}{key}", "unknown field")
@@ -119,7 +111,7 @@ class _Parser:
             return Source()
         self.unknown_fields(value, rules.SOURCE_FIELDS, "source.")
         ip = self.string(value, "ip", "source.ip", max_len=rules.IP_MAX)
-        if ip is not None:
+        if ip is not None and not IPV4_RE.fullmatch(ip):
             try:
                 ipaddress.ip_address(ip)
             except ValueError:
@@ -130,14 +122,17 @@ class _Parser:
         )
         return Source(ip=ip, user_agent=agent)
 
-    def metadata(self, value: Any) -> tuple[dict[str, Any], bytes]:
+    def metadata(self, value: Any) -> CanonicalMetadata:
         """Check metadata without recursion, naming every bad value; return a canonical
         copy and its RFC 8785 bytes, made here once for the fingerprint and the chain."""
         if value is None:
-            return {}, _EMPTY_OBJECT
+            return CanonicalMetadata({}, _EMPTY_OBJECT)
         if not isinstance(value, dict):
             self.problem("metadata", "must be an object")
-            return {}, _EMPTY_OBJECT
+            return CanonicalMetadata({}, _EMPTY_OBJECT)
+        quick = quick_metadata(value)
+        if quick is not None:
+            return self._canonical_metadata(value, quick)
         before = len(self.problems)
         plain = True  # no float, no key above U+FFFF: orjson writes RFC 8785's bytes
         stack: list[tuple[Any, str, int]] = [(value, "metadata", 0)]
@@ -172,14 +167,16 @@ class _Parser:
                         plain = plain and key_is_plain(key)
                         stack.append((v, f"{field}.{key}", depth + 1))
         if len(self.problems) != before:
-            return {}, _EMPTY_OBJECT
+            return CanonicalMetadata({}, _EMPTY_OBJECT)
+        return self._canonical_metadata(value, plain)
+
+    def _canonical_metadata(self, value: dict[str, Any], plain: bool) -> CanonicalMetadata:
         canonical = canonical_json(value, plain)
         if len(canonical) > rules.METADATA_MAX_BYTES:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
-            return {}, _EMPTY_OBJECT
+            return CanonicalMetadata({}, _EMPTY_OBJECT)
         # A fresh copy in canonical form: the log never shares the caller's objects.
-        result: dict[str, Any] = orjson.loads(canonical)
-        return result, canonical
+        return CanonicalMetadata(orjson.loads(canonical), canonical)
 
     def event(self, obj: Any) -> NewEvent | None:
         if not isinstance(obj, dict):
@@ -210,7 +207,7 @@ class _Parser:
         description = self.string(
             obj, "description", "description", max_len=rules.DESCRIPTION_MAX, min_len=0
         )
-        metadata, metadata_json = self.metadata(obj.get("metadata"))
+        metadata = self.metadata(obj.get("metadata"))
         if self.problems or action is None or actor is None:
             return None
         return NewEvent(
@@ -223,7 +220,6 @@ class _Parser:
             source=source,
             description=description,
             metadata=metadata,
-            metadata_json=metadata_json,
         )
 
 
