@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import sqlite3
 import time
 import weakref
@@ -62,8 +63,23 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+# PostgreSQL refuses a connection to a database or role that does not exist with no
+# SQLSTATE the client sees: only its message says so.
+_PG_MISSING = re.compile(r'\b(database|role) "([^"]*)" does not exist')
+
+
 def describe_failure(error: BaseException) -> str | None:
-    """One line for a database failure (for the command line), or None if it is not one."""
+    """One line for a database failure (for the command line), or None if it is not one.
+
+    A PostgreSQL database or role that does not exist is named as such, not as a database
+    that cannot be reached.
+    """
+    link: BaseException | None = error
+    while link is not None:
+        missing = _PG_MISSING.search(str(link))
+        if missing:
+            return f"the PostgreSQL {missing[1]} {missing[2]!r} does not exist"
+        link = link.__cause__ or link.__context__
     if not isinstance(error, SQLAlchemyError):
         return None
     detail = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]

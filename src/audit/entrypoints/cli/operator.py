@@ -3,9 +3,11 @@ logs. They need the `[server]` extra; `audit` imports this module only to run on
 
 from __future__ import annotations
 
+import contextlib
 import re
+import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,9 +16,10 @@ import click
 import orjson
 
 from audit.container import Container, build_container, describe_storage_failure
+from audit.domain.events import EventJson
 from audit.domain.query import parse_filter
 from audit.domain.validation import parse_token_request
-from audit.entrypoints.cli.common import AuditGroup
+from audit.entrypoints.cli.common import AuditGroup, ExitTwo
 from audit.entrypoints.formats import EXPORT_FORMATS, token_document
 from audit.settings import DEFAULT_DATABASE_URL, Settings
 
@@ -65,6 +68,21 @@ def _for_reading(settings: Settings) -> Container:
     return container
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse a port another program listens on, as gunicorn would, but before anything
+    is written or printed."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            message = f"cannot listen on {host} port {port}: {exc.strerror}"
+            raise click.ClickException(message) from None
+
+
 @click.command(cls=OperatorCommand)
 @database_url_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -76,6 +94,7 @@ def serve(database_url: str | None, host: str, port: int, workers: int, threads:
     settings = _settings(database_url)
     if settings.storage == "memory" and workers > 1:
         raise click.ClickException("memory:// storage cannot be shared by several workers")
+    _check_free(host, port)  # before any token is made or printed
     container = _for_writing(settings)
     # Made (or read) once here, before the workers fork, so they all sign with one key.
     signer = container.signer()
@@ -154,13 +173,14 @@ def tokens_create(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def tokens_list(database_url: str | None, tenant: str | None, as_json: bool) -> None:
     """List tokens (never their secrets)."""
-    found = _for_reading(_settings(database_url)).list_tokens()(tenant)
-    docs = [token_document(t) for t in found]
+    container = _for_reading(_settings(database_url))
+    found = container.list_tokens()(tenant)
     if as_json:
-        click.echo(orjson.dumps({"tokens": docs}))
+        click.echo(orjson.dumps({"tokens": [token_document(t) for t in found]}))
         return
-    for doc in docs:
-        state = "revoked" if doc["revoked_at"] else "active"
+    now = container.clock().now()
+    for token, doc in ((t, token_document(t)) for t in found):
+        state = "revoked" if token.revoked_at else "active" if token.usable_at(now) else "expired"
         click.echo(
             f"{doc['id']}  {doc['tenant']}  {doc['name']}  {','.join(doc['scopes'])}  {state}"
             f"  expires={doc['expires_at'] or 'never'}"
@@ -176,16 +196,45 @@ def tokens_revoke(database_url: str | None, token_id: str) -> None:
     click.echo(f"revoked {token.id} ({token.tenant}/{token.name})")
 
 
+@contextlib.contextmanager
+def _progress(label: str, length: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr up to seq `length`, when stderr is a terminal; the callable
+    takes the seq reached."""
+    if length <= 0 or not sys.stderr.isatty():
+        yield lambda seq: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        done = 0
+
+        def advance(seq: int) -> None:
+            nonlocal done
+            bar.update(seq - done)
+            done = seq
+
+        yield advance
+
+
+def _advancing(events: Iterable[EventJson], advance: Callable[[int], None]) -> Iterator[EventJson]:
+    for event in events:
+        advance(event.seq)
+        yield event
+
+
 @click.command(cls=OperatorCommand)
 @database_url_option
 @click.option("--tenant", help="Only this tenant (default: every tenant).")
 def verify(database_url: str | None, tenant: str | None) -> None:
-    """Recompute hash chains; exit 1 at the first broken seq."""
+    """Recompute hash chains; exit 1 at the first broken seq, 2 for no such tenant."""
     container = _for_reading(_settings(database_url))
-    tenants = [tenant] if tenant else container.list_tenants()()
+    known = container.list_tenants()()
+    if tenant is not None and tenant not in known and not container.list_tokens()(tenant):
+        # A typo must never read as a passed check.
+        raise ExitTwo(f"no such tenant {tenant!r}: it has neither events nor tokens")
+    tenants = [tenant] if tenant else known
     broken = False
     for name in tenants:
-        report = container.verify_chain()(name)
+        with _progress(f"verifying {name}", container.log_head()(name).seq) as advance:
+            report = container.verify_chain()(name, advance)
         if report.valid:
             head = f"head seq {report.head.seq} {report.head.hash}" if report.head else "empty"
             click.echo(f"{name}: valid, {report.checked} events checked, {head}")
@@ -242,22 +291,8 @@ def export(
     container = _for_reading(_settings(database_url))
     _, render = EXPORT_FORMATS[fmt]
     events = container.export_events()(tenant, where)
-    if sys.stderr.isatty():
-        head = container.log_head()(tenant).seq
-        with click.progressbar(length=head, label="exporting", file=sys.stderr) as bar:
-            done = 0
-
-            def advancing(events: Any) -> Any:
-                nonlocal done
-                for event in events:
-                    bar.update(event.seq - done)
-                    done = event.seq
-                    yield event
-
-            for chunk in render(advancing(events)):
-                output.write(chunk)
-    else:
-        for chunk in render(events):
+    with _progress("exporting", container.log_head()(tenant).seq) as advance:
+        for chunk in render(_advancing(events, advance)):
             output.write(chunk)
     output.flush()
 
