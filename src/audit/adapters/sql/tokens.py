@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -94,29 +93,38 @@ class SqlTokenRepository:
 class SqlRevocationEpoch:
     """Reads the revocation epoch with one primary-key read of a one-row table.
 
-    Each thread keeps its own driver connection in autocommit mode (taken from the
-    engine's pool once and detached, so it is set up as every other connection is): a
-    read is then one statement with no pool checkout and no transaction to open, and each
-    read sees every commit made before it began, on SQLite as on PostgreSQL. A read never
-    waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC). A connection that fails is
-    dropped and the read tried once on a new one (a restarted PostgreSQL), then the error
-    is StorageUnavailable.
+    It keeps a few driver connections of its own in autocommit mode (taken from the
+    engine's pool once and detached, so each is set up as every other connection is): a
+    read is then one statement, with no pool checkout, no pre-ping and no transaction to
+    open, and it sees every commit made before it began, on SQLite as on PostgreSQL. A
+    read never waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC). Connections
+    are made as concurrent reads need them and at most `keep` stay open, so a server adds
+    few PostgreSQL connections. A connection that fails is closed and the read tried once
+    on a new one (a restarted PostgreSQL); then the error is StorageUnavailable.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, keep: int = 4) -> None:
         self._engine = engine
-        self._local = threading.local()
+        self._keep = keep
+        self._idle: list[Any] = []  # list.pop() and append() are atomic: no lock
+        self._pid = os.getpid()
 
     def current(self) -> int:
+        connection = None
         try:
-            return self._read(self._connection())
+            connection = self._take()
+            epoch = self._read(connection)
         except Exception as first:
-            self._drop()
+            self._close(connection)
+            connection = None
             try:
-                return self._read(self._connection())
+                connection = self._new()
+                epoch = self._read(connection)
             except Exception as exc:
-                self._drop()
+                self._close(connection)
                 raise _unavailable(exc) from first
+        self._give(connection)
+        return epoch
 
     @staticmethod
     def _read(connection: Any) -> int:
@@ -129,24 +137,31 @@ class SqlRevocationEpoch:
         # No row: the migration's row was removed; the first revocation makes it again.
         return int(rows[0][0]) if rows else 0
 
-    def _connection(self) -> Any:
-        local = self._local
-        # A connection is never shared with a forked child: it makes its own.
-        if getattr(local, "pid", None) != os.getpid():
-            local.connection = None
-            local.pid = os.getpid()
-        if local.connection is None:
-            proxied = self._engine.raw_connection()
-            connection = proxied.driver_connection
-            proxied.detach()
-            if self._engine.dialect.name == "postgresql":
-                connection.autocommit = True  # type: ignore[union-attr]
-            local.connection = connection
-        return local.connection
+    def _take(self) -> Any:
+        if self._pid != os.getpid():
+            # Never use a connection of the process this one was forked from.
+            self._idle, self._pid = [], os.getpid()
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._new()
 
-    def _drop(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        self._local.connection = None
+    def _give(self, connection: Any) -> None:
+        if len(self._idle) < self._keep and self._pid == os.getpid():
+            self._idle.append(connection)
+        else:
+            self._close(connection)
+
+    def _new(self) -> Any:
+        proxied = self._engine.raw_connection()
+        connection = proxied.driver_connection
+        proxied.detach()
+        if self._engine.dialect.name == "postgresql":
+            connection.autocommit = True  # type: ignore[union-attr]
+        return connection
+
+    @staticmethod
+    def _close(connection: Any) -> None:
         if connection is not None:
             with contextlib.suppress(Exception):  # a broken connection may fail to close
                 connection.close()
