@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ import pytest
 import requests
 from tests.integration.server.support import Server, bearer
 
-from audit.client import AuditClient, AuditError
+from audit.client import AuditClient, AuditError, QueueFull
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("server")]
 
@@ -173,3 +175,35 @@ def test_events_follows_cursors_over_every_match(servers: list[Server], tmp_path
     assert found == [i for n, i in enumerate(ids) if n % 7 == 3]
     assert refused.value.status == 400
     assert refused.value.code == "invalid_parameter"
+
+
+def test_a_full_queue_blocks_record_for_block_for_then_raises_and_loses_nothing(
+    servers: list[Server], tmp_path: Path
+) -> None:
+    """The server group stopped (SIGSTOP): the sender waits on its answer, the queue fills,
+    record() waits block_for and raises QueueFull; resumed, every queued event is stored."""
+    server = start(servers, tmp_path)
+    token = server.bootstrap_token
+    assert token
+    ids: list[str] = []
+    with AuditClient(
+        server.url, token, max_queue=50, max_batch=10, block_for=0.5, flush_interval=0.05
+    ) as client:
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+        try:
+            waited = None
+            for n in range(200):  # the queue holds 50, the sender's batch 10
+                started = time.monotonic()
+                try:
+                    ids.append(client.record(event(n)))
+                except QueueFull:
+                    waited = time.monotonic() - started
+                    break
+        finally:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        assert waited is not None
+        assert 0.45 <= waited < 10
+        assert 50 <= len(ids) <= 60
+        assert client.flush(timeout=120)
+        assert client.stats.failed == 0
+    assert set(stored_ids(server, token)) == set(ids)
