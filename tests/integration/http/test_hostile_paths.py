@@ -43,6 +43,7 @@ QUERY_PATHS = [
     "/v1/checkpoint",
     "/v1/consistency",
     "/v1/tokens",
+    "/get_logs",
 ]
 
 
@@ -77,6 +78,14 @@ def test_the_log_shows_a_hostile_path_on_one_line(
         assert "\n" not in message
         assert "\r" not in message
         assert "\x00" not in message
+
+
+@on_every_storage
+def test_a_form_keyword_with_a_nul_byte_is_an_invalid_parameter(
+    client: FlaskClient, headers: Headers
+) -> None:
+    response = client.get("/get_logs", data={"user": "a\x00b"}, headers=headers)
+    assert_error(response, 400, "invalid_parameter")
 
 
 SAFETY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}

@@ -19,7 +19,7 @@ from audit.entrypoints.http import (
 from audit.entrypoints.http.body import AuditRequest
 from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
-from audit.entrypoints.http.paths import SegmentConverter
+from audit.entrypoints.http.paths import SegmentConverter, refuse_nul_in_query
 
 
 class AuditApp(Flask):
@@ -59,6 +59,7 @@ def create_app(container: Container | None = None) -> Flask:
     metrics.install(app)
     access_log.install(app)
     app.after_request(_no_store)
+    app.before_request(refuse_nul_in_query)
     for module in (events, proofs, tokens, operations, openapi, seed):
         app.register_blueprint(module.blueprint)
     ui.install(app, container)

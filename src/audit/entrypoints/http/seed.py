@@ -76,6 +76,8 @@ def save_logs(record: EventRecorder = Provide[Container.record_events]) -> Respo
 def _keywords() -> list[str]:
     values = [*request.args.listvalues(), *(request.form.listvalues() if request.form else [])]
     keywords = list(dict.fromkeys(v for vs in values for v in vs if v))
+    if any("\x00" in keyword for keyword in keywords):
+        raise InvalidParameter("keywords must not contain NUL characters")
     if len(keywords) > MAX_KEYWORDS:
         raise InvalidParameter(f"at most {MAX_KEYWORDS} keywords")
     return keywords
