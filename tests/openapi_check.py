@@ -1,7 +1,8 @@
 """Every response the tests see, checked against the service's own `/openapi.json`.
 
-The HTTP tests' client (tests/integration/http/conftest.py) and the real-server tests'
-`requests` calls hand each response to `ResponseChecker.check`, which fails the test when
+The HTTP tests' client (`CheckedClient`, tests/integration/http/conftest.py) and the
+real-server tests' `requests` calls (`RequestsChecker`, tests/integration/server/
+conftest.py) hand each response to `ResponseChecker.check`, which fails the test when
 the document does not describe it: an undocumented status, a media type the operation
 does not answer with, a documented required header missing or malformed, or a JSON body
 that its schema refuses. Schemas are checked with the OpenAPI 3.1 dialect of JSON Schema
@@ -19,7 +20,9 @@ import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import orjson
 from flask import Flask
@@ -30,7 +33,11 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from werkzeug.exceptions import HTTPException
 
+from audit.container import build_container
+from audit.entrypoints.http import create_app
+from audit.entrypoints.http.openapi import build_document
 from audit.entrypoints.http.ui import is_viewer_endpoint
+from audit.settings import MEMORY_URL, Settings
 
 DOCUMENT_URI = "urn:audit:openapi"
 ERROR_SCHEMA = "#/components/schemas/Error"
@@ -247,3 +254,32 @@ class CheckedClient(FlaskClient):
             yield
         finally:
             self.unchecked = before
+
+
+def built_document(key_folder: Path) -> bytes:
+    """The document `audit serve` serves, built in this process from the same code: so
+    reading it asks nothing of the servers under test (nor shows in their access logs)."""
+    container = build_container(
+        Settings(database_url=MEMORY_URL, signing_key_file=str(key_folder / "signing.key"))
+    )
+    try:
+        return orjson.dumps(build_document(create_app(container)))
+    finally:
+        container.unwire()
+
+
+class RequestsChecker:
+    """Checks what `requests` receives from servers on loopback against `document`."""
+
+    def __init__(self, document: bytes) -> None:
+        self._checker = checker_for(document)
+
+    def check(self, response: Any, *, streamed: bool) -> None:
+        url = urlsplit(response.url)
+        if url.hostname not in {"127.0.0.1", "localhost", "::1"}:
+            return
+        mimetype = response.headers.get("Content-Type", "").split(";")[0].strip()
+        body = None if streamed or mimetype != "application/json" else response.content
+        self._checker.check(
+            response.request.method, unquote(url.path), response.status_code, response.headers, body
+        )
