@@ -76,9 +76,9 @@ def private_cluster() -> Iterator[tuple[str, Callable[[], None]]]:
 
 @pytest.mark.timeout(240)
 def test_postgres_restart_mid_ingest_is_only_503s_and_loses_nothing(tmp_path: Path) -> None:
-    row = ledger_row("PostgreSQL restarted mid-ingest")
     tally = Tally()
     with private_cluster() as (url, restart):
+        row = ledger_row("PostgreSQL restarted mid-ingest")
         service = Service(url, tmp_path)
         try:
             service.start()
