@@ -410,3 +410,18 @@ def test_the_checker_refuses_undocumented_statuses_types_and_headers(
             checker.check(method, path, status, headers, body)
     not_found = orjson.dumps({"error": {"code": "not_found", "message": "m"}})
     checker.check("GET", "/v1/nowhere", 404, json_type, not_found)
+
+
+def test_statuses_that_ask_clients_to_wait_say_how_long(document: dict[str, Any]) -> None:
+    responses = document["components"]["responses"]
+    for name in ("TooManyRequests", "Unavailable"):
+        retry_after = responses[name]["headers"]["Retry-After"]
+        assert retry_after["required"] is True
+        assert retry_after["schema"]["type"] == "integer"
+    for item in document["paths"].values():
+        for op in item.values():
+            for status, name in (("429", "TooManyRequests"), ("503", "Unavailable")):
+                if status in op["responses"]:
+                    assert op["responses"][status] == {"$ref": f"#/components/responses/{name}"}
+            if op["security"]:  # a throttled address is refused before its token is read
+                assert "429" in op["responses"]
