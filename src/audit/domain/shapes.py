@@ -6,13 +6,16 @@ agree; tests/unit/test_event_shape.py fails until every one does:
 
 - derived from this: the OpenAPI schemas `NewEvent`, `NewParty`, `NewSource`, `Event`,
   `Party`, `Source` (entrypoints/http/openapi/schemas.py), and through them the
-  checks that every HTTP response of the test suite matches;
+  checks that every HTTP response of the test suite matches; the CSV export's columns
+  (`entrypoints/formats.py`);
 - written by hand for speed, held to this by tests: `rules.EVENT_FIELDS` (and
   `PARTY_FIELDS`, `SOURCE_FIELDS`) and the parser (`validation.py`, also checked by
   generating events from the schema: tests/unit/test_request_schema.py); the classes and
   `to_document` of `events.py`, with `NewEvent.fingerprint`; the row mapping
   (`adapters/sql/rows.py`: `event_row`, `EVENT_COLUMNS`, `row_event`, `row_json`), the
-  table (`adapters/sql/schema.py`) and a migration; the CSV columns (`formats.py`).
+  table (`adapters/sql/schema.py`) and a migration;
+- by hand and not checked here: the viewer's event page
+  (`entrypoints/http/ui/templates/ui/event.html`) shows each field under its own label.
 """
 
 from __future__ import annotations

@@ -9,25 +9,12 @@ import orjson
 
 from audit.domain.errors import AuditError, Problem, ValidationFailed
 from audit.domain.events import EventJson
+from audit.domain.shapes import EVENT
 from audit.domain.time import format_time
 from audit.domain.tokens import Token
 
-CSV_COLUMNS = (
-    "id",
-    "seq",
-    "tenant",
-    "action",
-    "actor",
-    "targets",
-    "outcome",
-    "occurred_at",
-    "received_at",
-    "source",
-    "description",
-    "metadata",
-    "prev_hash",
-    "hash",
-)
+# One column per field of the returned event, in its order (audit.domain.shapes).
+CSV_COLUMNS = EVENT.names
 
 
 def json_bytes(document: Any) -> bytes:
