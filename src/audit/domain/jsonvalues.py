@@ -65,7 +65,7 @@ def quick_metadata(value: dict[str, Any]) -> bool | None:
                     return None
             elif kind is float:
                 plain = False
-                if not math.isfinite(item) or (item.is_integer() and abs(item) > _SAFE):
+                if not math.isfinite(item):
                     return None
             elif item is not None and kind is not bool:
                 return None

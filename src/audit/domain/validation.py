@@ -23,8 +23,6 @@ from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
 
 _EMPTY_OBJECT = b"{}"
-# RFC 8785 (ECMAScript) writes a number this large or larger with an exponent.
-_JCS_EXPONENT_FROM = 1e21
 
 __all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
 
@@ -151,9 +149,7 @@ class _Parser:
                 plain = False
                 if not math.isfinite(item):
                     self.problem(field, "numbers must be finite")
-                elif item.is_integer() and rules.MAX_SAFE_INTEGER < abs(item) < _JCS_EXPONENT_FROM:
-                    # RFC 8785 writes it as an integer, which then reads back unsafe.
-                    self.problem(field, "integers must be within ±(2^53−1) to hash exactly")
+
             elif depth >= rules.METADATA_MAX_DEPTH:
                 self.problem(field, f"must be nested at most {rules.METADATA_MAX_DEPTH} deep")
             elif isinstance(item, list):
@@ -176,7 +172,10 @@ class _Parser:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
             return CanonicalMetadata({}, _EMPTY_OBJECT)
         # A fresh copy in canonical form: the log never shares the caller's objects.
-        return CanonicalMetadata(orjson.loads(canonical), canonical)
+        # A copy in canonical key order, numbers of the types sent (RFC 8785 writes a whole
+        # float as an integer, which would read back as one).
+        copy = canonical if plain else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return CanonicalMetadata(orjson.loads(copy), canonical)
 
     def event(self, obj: Any) -> NewEvent | None:
         if not isinstance(obj, dict):
