@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import parse_qs, urlsplit
 
 import attrs
@@ -216,3 +217,17 @@ def test_guessing_tokens_in_the_form_is_throttled_like_the_api(settings: Setting
         assert api.status_code == 429
     finally:
         container.unwire()
+
+
+def test_the_access_log_names_the_viewers_caller_and_failed_sign_ins(
+    client: FlaskClient, make_token: MakeToken, capfd: pytest.CaptureFixture[str]
+) -> None:
+    sign_in(client, "als_" + "f" * 40)
+    sign_in(client, make_token())
+    client.get("/ui/", headers={"X-Request-Id": "viewer-page"})
+    records = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line]
+    [failed] = [r for r in records if r["route"] == "/ui/sign-in" and r["status"] == 401]
+    assert failed["auth"] == "invalid"
+    [page] = [r for r in records if r["request_id"] == "viewer-page"]
+    assert (page["tenant"], page["status"]) == ("acme", 200)
+    assert page["token_id"]

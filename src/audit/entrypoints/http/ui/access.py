@@ -21,7 +21,7 @@ from audit.application.authentication import Authenticate, FailureThrottle
 from audit.container import Container
 from audit.domain.tokens import Principal, Scope
 from audit.entrypoints.http import metrics
-from audit.entrypoints.http.auth import client_address
+from audit.entrypoints.http.auth import AUTH_FAILURE, client_address
 from audit.entrypoints.http.ui.blueprint import blueprint
 from audit.entrypoints.http.ui.session import LIFETIME
 
@@ -92,6 +92,8 @@ def signed_in(view: F) -> F:
             back = _here() if request.method == "GET" else None
             return redirect(url_for("ui.sign_in", next=back, ended=1 if ended else None))
         g.viewer = principal
+        # The access log names the caller where Flask-HTTPAuth keeps it for the API.
+        g.flask_httpauth_user = principal
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
@@ -138,13 +140,19 @@ def _sign_in_with(
     if not authenticate.knows(token):
         wait = throttle.retry_after(address)
         if wait is not None:
-            metrics.count_auth_failure("throttled")
+            _failed_sign_in("throttled")
             return wait
     principal = authenticate(token) if 0 < len(token) <= _TOKEN_MAX else None
     if principal is None:
-        metrics.count_auth_failure("invalid")
+        _failed_sign_in("invalid")
         throttle.failed(address)
     return principal
+
+
+def _failed_sign_in(reason: str) -> None:
+    # Counted and logged as the API's failed authentications are.
+    metrics.count_auth_failure(reason)
+    g.setdefault(AUTH_FAILURE, reason)
 
 
 @blueprint.post("/sign-in")
