@@ -79,7 +79,11 @@ class Server:
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.kill()  # a server that never became ready must not outlive the test
+            raise
         found = TOKEN_RE.search(self.log.read_text())
         self.bootstrap_token = found.group(0) if found else None
 
