@@ -6,7 +6,11 @@ from dependency_injector import containers, providers
 
 from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
-from audit.adapters.memory import InMemoryRevocationEpoch, InMemoryUnitOfWorkFactory
+from audit.adapters.memory import (
+    InMemoryRevocationEpoch,
+    InMemorySigningKeyRecord,
+    InMemoryUnitOfWorkFactory,
+)
 from audit.adapters.signing import derived_secret, signer_from_settings
 from audit.adapters.sql import (
     SqlRevocationEpoch,
@@ -16,6 +20,7 @@ from audit.adapters.sql import (
     sqlite_file,
     upgrade_schema,
 )
+from audit.adapters.sql.signing_key import SqlSigningKeyRecord
 from audit.application.authentication import Authenticate, FailureThrottle, TokenUses
 from audit.application.health import CheckReadiness
 from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
@@ -28,6 +33,7 @@ from audit.application.querying import (
     VerifyChain,
 )
 from audit.application.recording import GroupCommit, RecordEvents
+from audit.application.signing import BindSigningKey
 from audit.application.tokens import (
     BootstrapToken,
     IssueToken,
@@ -112,6 +118,14 @@ class Container(containers.DeclarativeContainer):
     # Made on first use, so a process that signs nothing never touches the key.
     signer = providers.Singleton(
         signer_from_settings, config.log_origin, config.signing_key_file, config.signing_key
+    )
+    signing_key_record = providers.Selector(
+        config.storage,
+        memory=providers.Singleton(InMemorySigningKeyRecord),
+        sql=providers.Singleton(SqlSigningKeyRecord, engine),
+    )
+    bind_signing_key = providers.Factory(
+        BindSigningKey, uow=uow, record=signing_key_record, signer=signer
     )
     log_identity = providers.Singleton(LogIdentity, config.log_origin, signer)
     checkpoint_sink = providers.Singleton(make_checkpoint_sink, config.checkpoint_dir)

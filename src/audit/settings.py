@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 import attrs
@@ -45,6 +46,14 @@ def variable(name: str, default: T, parse: Callable[[str], T] | None = None) -> 
     return attrs.field(default=default, metadata={_ENV: name, _PARSE: parse or str})
 
 
+def _key_beside(database_url: str) -> str:
+    """The default key file: `audit-signing.key` in the SQLite database's folder."""
+    scheme, _, rest = database_url.partition(":///")
+    if scheme in ("sqlite", "sqlite+pysqlite") and rest and not rest.startswith(":memory:"):
+        return str(Path(rest.partition("?")[0]).parent / DEFAULT_SIGNING_KEY_FILE)
+    return DEFAULT_SIGNING_KEY_FILE
+
+
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value <= 0:
         raise ValueError(f"{attribute.name} must be a positive number, not {value}")
@@ -61,7 +70,12 @@ class Settings:
         metadata={_ENV: "AUDIT_MAX_BODY_BYTES", _PARSE: int},
     )
     log_origin: str = variable("AUDIT_LOG_ORIGIN", DEFAULT_ORIGIN)
-    signing_key_file: str = variable("AUDIT_SIGNING_KEY_FILE", DEFAULT_SIGNING_KEY_FILE)
+    # Default: beside the SQLite database (so it does not hang on the working folder), or
+    # in the working folder for PostgreSQL; the database records the key it was signed by.
+    signing_key_file: str = attrs.field(
+        default=attrs.Factory(lambda self: _key_beside(self.database_url), takes_self=True),
+        metadata={_ENV: "AUDIT_SIGNING_KEY_FILE", _PARSE: str},
+    )
     signing_key: str | None = variable("AUDIT_SIGNING_KEY", None)
     checkpoint_dir: str | None = variable("AUDIT_CHECKPOINT_DIR", None)
     # prometheus_client's own variable: where gunicorn's workers count, so /metrics adds

@@ -946,7 +946,7 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
             )
             assert compare_metadata(context, metadata) == []
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0005",)
+                ("0006",)
             ]
             if connection.dialect.name == "postgresql":
                 # compare_metadata does not compare collations; the prefix range needs "C".

@@ -215,3 +215,16 @@ class InMemoryRevocationEpoch:
 
     def current(self) -> int:
         return self._store.revocation_epoch
+
+
+class InMemorySigningKeyRecord:
+    """The signing key of a store that lives as long as its process."""
+
+    def __init__(self) -> None:
+        self._vkey: str | None = None
+
+    def recorded(self) -> str | None:
+        return self._vkey
+
+    def record(self, vkey: str) -> None:
+        self._vkey = vkey

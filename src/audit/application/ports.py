@@ -99,6 +99,16 @@ class RevocationEpoch(Protocol):
         ...
 
 
+class SigningKeyRecord(Protocol):
+    """The verifier key a store's checkpoints are signed with, as the store recorded it."""
+
+    def recorded(self) -> str | None:
+        """The recorded verifier key; None before one was recorded."""
+        ...
+
+    def record(self, vkey: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Rolls back on exit unless `commit()` was called."""
 

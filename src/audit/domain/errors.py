@@ -72,3 +72,9 @@ class StorageUnavailable(AuditError):
         super().__init__(message)
         self.retry_after = retry_after
         self.reason = reason if reason in self.REASONS else "unavailable"
+
+
+class SigningKeyChanged(AuditError):
+    """The store's log was signed with another key than the one configured."""
+
+    code = "signing_key_changed"

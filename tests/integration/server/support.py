@@ -53,9 +53,10 @@ class Server:
         threads: int = 8,
         port: int | None = None,
         env: dict[str, str] | None = None,
+        options: tuple[str, ...] = (),
     ) -> None:
         """`database_url` None: no --database-url (the environment's or the default);
-        `env`: variables added to this process's environment."""
+        `env`: variables added to this process's environment; `options`: more of serve's."""
         self.database_url = database_url
         self.port = port or free_port()  # a restart passes the port it had
         self.url = f"http://127.0.0.1:{self.port}"
@@ -72,6 +73,7 @@ class Server:
                 str(workers),
                 "--threads",
                 str(threads),
+                *options,
             ),
             stdout=self._out,
             stderr=subprocess.STDOUT,

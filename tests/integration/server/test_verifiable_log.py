@@ -332,11 +332,17 @@ def test_monitor_fails_when_the_key_changes_and_cannot_check_without_access(
     _fails(monitor(server, state, made.stdout.strip()), 1, "origin 'localhost/audit/other'")
     assert (state / "checkpoint").read_text() == kept
 
-    # The same database served with another signing key: the kept key no longer signs.
+    # The same database served with another signing key, switched on purpose: the kept
+    # key no longer signs.
     server.stop()
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    moved = Server(server.database_url, elsewhere)
+    moved = Server(
+        server.database_url,
+        elsewhere,
+        env={"AUDIT_SIGNING_KEY_FILE": str(elsewhere / "new.key")},
+        options=("--accept-new-signing-key",),
+    )
     try:
         assert vkey_of(moved) != trusted
         _fails(monitor(moved, state, token), 1, "signing key changed")

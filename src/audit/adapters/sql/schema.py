@@ -133,6 +133,17 @@ revocation_epoch = sa.Table(
 )
 EPOCH_ROW_ID = 1
 
+# One row (none before the first `audit serve`): the verifier key of the signing key.
+signing_key = sa.Table(
+    "signing_key",
+    metadata,
+    sa.Column("id", sa.SmallInteger(), nullable=False),
+    sa.Column("vkey", sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_signing_key"),
+    sa.CheckConstraint("id = 1", name="ck_signing_key_one_row"),
+)
+SIGNING_KEY_ROW_ID = 1
+
 
 def described_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's `include_object`: the schema items `metadata` describes on `dialect`.

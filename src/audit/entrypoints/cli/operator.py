@@ -16,6 +16,7 @@ import click
 import orjson
 
 from audit.container import Container, build_container, describe_storage_failure
+from audit.domain.errors import SigningKeyChanged
 from audit.domain.events import EventJson
 from audit.domain.query import parse_filter
 from audit.domain.validation import parse_token_request
@@ -89,7 +90,20 @@ def _check_free(host: str, port: int) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-def serve(database_url: str | None, host: str, port: int, workers: int, threads: int) -> None:
+@click.option(
+    "--accept-new-signing-key",
+    is_flag=True,
+    help="Sign with the configured key though the log's checkpoints were signed by another "
+    "(monitors will report the change).",
+)
+def serve(
+    database_url: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    accept_new_signing_key: bool,
+) -> None:
     """Serve the HTTP API (creating or upgrading the schema first)."""
     settings = _settings(database_url)
     if settings.storage == "memory" and workers > 1:
@@ -98,6 +112,10 @@ def serve(database_url: str | None, host: str, port: int, workers: int, threads:
     container = _for_writing(settings)
     # Made (or read) once here, before the workers fork, so they all sign with one key.
     signer = container.signer()
+    try:
+        container.bind_signing_key()(accept_new=accept_new_signing_key)
+    except SigningKeyChanged as exc:
+        raise ExitTwo(exc.message) from None
     issued = container.bootstrap_token()()
     if issued is not None:
         base = f"http://{host}:{port}"
