@@ -30,8 +30,8 @@ _TWO_DIGITS = tuple(f"{n:02d}" for n in range(100))
 def format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with exactly six fractional digits, ending in Z."""
     # Twice for every event written out. A stored time is UTC already, and pieces from a
-    # table cost 40% of the f-string this replaced (tests/unit/test_time.py holds the two
-    # to the same text).
+    # table cost much less than an f-string (bench/README.md; tests/unit/test_time.py
+    # holds the two to the same text).
     u = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
     year = u.year
     two = _TWO_DIGITS

@@ -67,7 +67,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
         app = create_app(build_container(settings))
         # What is loaded now (modules, the app) lives as long as the worker: out of the
         # collector's way, a full collection no longer walks it. Exports and pages make
-        # many objects, and full collections were some 17% of an export's time.
+        # many objects, and full collections were a large share of an export's time
+        # (figures in bench/README.md).
         gc.freeze()
         return app
 

@@ -250,7 +250,7 @@ def _postgres_engine(url: URL, lock_timeout_ms: int, pool_size: int) -> Engine:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     # Custom plans: psycopg prepares a statement after a few runs, and PostgreSQL's generic
     # plan for it cannot see that a search term is rare, so `q` walked the whole log
-    # (0.6 s at 10^6 events) instead of using the trigram index.
+    # instead of using the trigram index (bench/README.md).
     options = f"-c lock_timeout={int(lock_timeout_ms)} -c plan_cache_mode=force_custom_plan"
     given = url.query.get("options")
     if isinstance(given, str) and given:

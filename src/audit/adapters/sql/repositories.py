@@ -307,8 +307,8 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
     query = query.where(*conditions)
     if search == "few" and shape.dialect == "sqlite":
         # In the index's own order, which is the log's: the page ends with its last
-        # event, instead of every candidate being read and sorted (0.6 against 11 ms for
-        # 1,000 candidates at 10^6 events). events_fts's rowids are events' rowids, and
+        # event, instead of every candidate being read and sorted (bench/README.md has the
+        # figures). events_fts's rowids are events' rowids, and
         # SQLite gives a new row the largest rowid yet; events are never deleted, and
         # each tenant's are inserted in seq order. So rowid order is seq order within a
         # tenant: the same invariant that makes the index's rowids name the right events.
@@ -437,8 +437,8 @@ class SqlEventRepository:
         return [row_event(row) for row in self._page_rows(tenant, where, page)]
 
     def page_json(self, tenant: str, where: EventFilter, page: PageRequest) -> list[EventJson]:
-        # Straight from the row, building no Event (an export of 10^4 events in-process:
-        # 0.13 s of CPU, against 0.34 s through the Event and its document).
+        # Straight from the row, building no Event: an export's CPU is mostly building
+        # objects (bench/README.md).
         rows = self._page_rows(tenant, where, page)
         return [EventJson(row[1], row_json(row)) for row in rows]
 

@@ -58,8 +58,8 @@ def record_events(record: EventRecorder = Provide[Container.record_events]) -> R
         count_ingested(int(recorded.created), int(not recorded.created))
         if not recorded.created:
             return json_response(recorded.event.to_document(), 200)
-        # Event ids are URL-safe by rule (ID_PATTERN): no url_for (9% of a worker's CPU
-        # under load) and no quoting needed.
+        # Event ids are URL-safe by rule (ID_PATTERN): no url_for (a visible share of a
+        # worker's CPU under load; bench/README.md) and no quoting needed.
         location = f"{request.script_root}{blueprint.url_prefix}/events/{recorded.event.id}"
         return json_response(recorded.event.to_document(), 201, {"Location": location})
     results = record(tenant, parse_batch(body[BATCH_KEY]))
