@@ -1,106 +1,47 @@
-"""The event and token repositories on one SQLAlchemy Connection. They never commit."""
+"""The event repository on one SQLAlchemy Connection; it never commits. Pages are built in
+paging.py, text search in search.py, tokens in tokens.py."""
 
 from __future__ import annotations
 
 import builtins
 import functools
-import math
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import Join
-from sqlalchemy.sql.util import ClauseAdapter
 
+from audit.adapters.sql.paging import (
+    _EVENT_COLUMNS,
+    _PAGE_STATEMENTS,
+    _page_parameters,
+    _page_statement,
+    _PageShape,
+)
 from audit.adapters.sql.rows import (
-    EVENT_COLUMNS,
     event_row,
     event_target_rows,
     row_event,
     row_json,
 )
-from audit.adapters.sql.schema import chain_heads, event_targets, events_fts, merkle_nodes
+from audit.adapters.sql.schema import chain_heads, event_targets, merkle_nodes
 from audit.adapters.sql.schema import events as events_table
+from audit.adapters.sql.search import (
+    _PG_CANDIDATE_COUNT,
+    _SQLITE_CANDIDATE_COUNT,
+    TRIGRAM,
+    candidates_bound,
+    fts5_phrase,
+    like_escaped,
+    prefix_upper_bound,
+)
 from audit.domain.chain import GENESIS_HASH, ChainHead
 from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest
-from audit.domain.time import to_micros
 from audit.domain.validation import string_problem
 
-# Everything an Event is made of, in the order row_event reads; search_text and
-# fingerprint stay in the database.
-_EVENT_COLUMNS = [events_table.c[name] for name in EVENT_COLUMNS]
-
-# SQLite's trigram index holds every 3-character run of the text: a shorter needle
-# contains no trigram, so the index cannot narrow the search for it.
-TRIGRAM = 3
-# Above a bound of candidates from the trigram index, a page of `q` walks the tenant's
-# events in seq order instead: collecting and sorting every candidate would cost more
-# than reading the rows a page needs when the needle is that common. Collecting c
-# candidates reads about c rows; a walk about limit x size / c. They break even near
-# sqrt(limit x size): about 700 at 10^4 events, 7,000 at 10^6. The bound is that, kept
-# between these two.
-FTS_CANDIDATES_MAX = 1000
-FTS_CANDIDATES_CEILING = 20_000
-
-
-def candidates_bound(size: int, limit: int) -> int:
-    """How many candidates a page of `limit` from a log of `size` events may collect."""
-    return min(max(FTS_CANDIDATES_MAX, math.isqrt(limit * size)), FTS_CANDIDATES_CEILING)
-
-
-def prefix_upper_bound(prefix: str) -> str | None:
-    """The least string above every string starting with `prefix` (None: no such bound).
-
-    In code point order, which is SQLite's BINARY and PostgreSQL's "C" collation on
-    UTF-8: `s.startswith(p)` exactly when `p <= s < prefix_upper_bound(p)`.
-    """
-    chars = list(prefix)
-    while chars:
-        following = ord(chars.pop()) + 1
-        if 0xD800 <= following <= 0xDFFF:  # surrogates are not characters of stored text
-            following = 0xE000
-        if following <= 0x10FFFF:
-            return "".join(chars) + chr(following)
-    return None
-
-
-def fts5_phrase(text: str) -> str:
-    """`text` as an FTS5 string: one phrase whose every character is literal.
-
-    Inside double quotes FTS5 syntax (AND, OR, NEAR, *, ^, -, :, parentheses) is
-    plain text, and a double quote is written twice.
-    """
-    return '"' + text.replace('"', '""') + '"'
-
-
-def like_escaped(text: str) -> str:
-    """`text` with LIKE's wildcards made literal, for `LIKE ... ESCAPE '\\'`."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-class _LeftFirstJoin(Join):
-    """An inner join that SQLite must run with its left side as the outer loop.
-
-    SQLite's planner never reorders the two sides of a CROSS JOIN (its documented way of
-    fixing a plan); other engines see a plain JOIN.
-    """
-
-    inherit_cache = True
-
-
-@compiles(_LeftFirstJoin, "sqlite")
-def _cross_join(join: _LeftFirstJoin, compiler: SQLCompiler, **kw: Any) -> str:
-    # Rendered as the plain join it is; its left side is a table, so the first " JOIN "
-    # is this join's own.
-    rendered = compiler.process(Join(join.left, join.right, join.onclause), **kw)
-    return rendered.replace(" JOIN ", " CROSS JOIN ", 1)
-
+__all__ = ["SqlEventRepository", "prefix_upper_bound", "subtree_query"]
 
 # The statements of the ingest and authentication paths, built once with bound
 # parameters: building a SQLAlchemy expression per call cost more than running it.
@@ -162,197 +103,6 @@ def subtree_query(
         params[f"level_{k}"] = level
         params[f"idx_{k}"] = index
     return _subtree_lookups(len(coords)), params
-
-
-def _pg_contains() -> sa.ColumnElement[bool]:
-    """`search_text LIKE '%' || :q_escaped || '%'`, the needle made literal by like_escaped:
-    a test pg_trgm's GIN answers.
-
-    LIKE rather than strpos: the index answers LIKE when the needle has 3 characters or
-    more. search_text is stored lower-cased; the needle must be lower-cased already.
-    """
-    percent = sa.literal_column("'%'", sa.Text())
-    escaped = sa.bindparam("q_escaped", type_=sa.Text())
-    return events_table.c.search_text.like(percent.concat(escaped).concat(percent), escape="\\")
-
-
-def _pg_candidates(*columns: sa.ColumnElement[Any]) -> sa.CTE:
-    """The events of :tenant holding the needle (_pg_contains), as a MATERIALIZED CTE of
-    `columns`.
-
-    PostgreSQL plans a CTE for reading all of its rows, whatever LIMIT its reader has,
-    and runs it only as far as it is read: for a needle not estimated to be common that
-    plan is a bitmap scan of the trigram index, where a LIMIT seen by the planner made
-    it walk the primary key (or the table) hoping to meet enough matches early.
-
-    The tenant is tested on the rows the trigram index finds, never through an index of
-    its own (`tenant || ''` has none): with statistics from when the log was small, right
-    after a bulk load, PostgreSQL ANDed the trigram bitmap with one of every event of the
-    tenant from ix_events_tenant_occurred_at_us, 31 ms of a 34 ms count at 10^6 events.
-    """
-    tenant_of_row = events_table.c.tenant.concat("")
-    found = sa.select(*columns).where(tenant_of_row == sa.bindparam("tenant"), _pg_contains())
-    return found.cte("hits").prefix_with("MATERIALIZED", dialect="postgresql")
-
-
-def _count_of(candidates: sa.Select[Any]) -> sa.Select[Any]:
-    """How many rows `candidates` has, up to :bound."""
-    first = candidates.limit(sa.bindparam("bound", type_=sa.Integer())).subquery()
-    return sa.select(sa.func.count()).select_from(first)
-
-
-# _candidate_count's statements: SQLite's over every tenant, PostgreSQL's over the tenant's.
-_SQLITE_CANDIDATE_COUNT = _count_of(
-    sa.select(events_fts.c.rowid).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
-)
-_PG_CANDIDATES = _pg_candidates(events_table.c.seq)
-_PG_CANDIDATE_COUNT = _count_of(sa.select(_PG_CANDIDATES.c.seq))
-
-
-def _page_parameters(
-    tenant: str, where: EventFilter, page: PageRequest, needle: str | None
-) -> dict[str, Any]:
-    """The values of a page's statement, by bound parameter name. Which names are here
-    (with the dialect, the order and how `q` is searched) decides the statement."""
-    params: dict[str, Any] = {"tenant": tenant, "limit": page.limit}
-    if needle is not None:
-        params["q_needle"] = needle
-        params["q_escaped"] = like_escaped(needle)
-        params["q_phrase"] = fts5_phrase(needle)
-    if where.target_id is not None:
-        params["target_id"] = where.target_id
-    if page.after_seq is not None:
-        params["after_seq"] = page.after_seq
-    if page.through_seq is not None:
-        params["through_seq"] = page.through_seq
-    if where.actor_id is not None:
-        params["actor_id"] = where.actor_id
-    if where.action is not None:
-        params["action"] = where.action
-    if where.action_prefix:
-        # A range rather than LIKE: index-backed on both engines, nothing to escape.
-        params["action_from"] = where.action_prefix
-        upper = prefix_upper_bound(where.action_prefix)
-        if upper is not None:
-            params["action_below"] = upper
-    if where.outcome is not None:
-        params["outcome"] = where.outcome
-    if where.since is not None:
-        params["since_us"] = to_micros(where.since)
-    if where.until is not None:
-        params["until_us"] = to_micros(where.until)
-    return params
-
-
-@attrs.frozen
-class _PageShape:
-    """What a page's statement depends on: its values are bound parameters."""
-
-    dialect: str
-    order: str
-    search: str | None  # how `q` is searched: None (no q), "few" candidates, or "walk"
-    names: frozenset[str]  # the parameters given (_page_parameters)
-
-
-# The page statements built so far, by shape: building a SQLAlchemy statement, and its
-# cache key, for every page cost more than running it. Bounded: per dialect, 2 orders x
-# 3 ways of searching x the subsets of 10 optional filters; a service sees a handful.
-_PAGE_STATEMENTS: dict[_PageShape, sa.Select[Any]] = {}
-
-
-def _page_statement(shape: _PageShape) -> sa.Select[Any]:
-    """The statement of every page of `shape`."""
-    names = shape.names
-    search = shape.search
-    # What the page reads: `events`; or, on PostgreSQL with few candidates, those alone
-    # (same columns). SQLite joins its candidates to `events` in _sqlite_search().
-    rows: sa.FromClause = events_table
-    if search == "few" and shape.dialect == "postgresql":
-        rows = _pg_candidates(*_EVENT_COLUMNS)
-        search = None  # every candidate holds it
-    query = sa.select(*(rows.c[c.name] for c in _EVENT_COLUMNS))
-    if rows is events_table:  # (the candidates are the tenant's already)
-        query = query.where(events_table.c.tenant == sa.bindparam("tenant"))
-    if search is not None:
-        if shape.dialect == "postgresql":
-            query = query.where(_pg_contains())  # the walk
-        else:
-            query = _sqlite_search(query, few=search == "few")
-    seq = rows.c.seq
-    if "target_id" in names:
-        # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
-        # events already in seq order, so a page reads no more rows than it returns.
-        # (A correlated EXISTS would make SQLite walk every event of the tenant.)
-        # One row per distinct target id per event, so the join repeats no event.
-        # Few candidates are ordered by their own seq instead, and joined on it alone
-        # (all are the tenant's): an equality on their tenant column, of which the
-        # planner knows nothing, would make it expect 0.5% of them.
-        same_event = event_targets.c.seq == rows.c.seq
-        if rows is events_table:
-            same_event = sa.and_(event_targets.c.tenant == rows.c.tenant, same_event)
-            seq = event_targets.c.seq
-        query = query.join(event_targets, same_event).where(
-            event_targets.c.tenant == sa.bindparam("tenant"),
-            event_targets.c.target_id == sa.bindparam("target_id"),
-        )
-    if "after_seq" in names:
-        after: sa.BindParameter[int] = sa.bindparam("after_seq")
-        query = query.where(seq > after if shape.order == "asc" else seq < after)
-    if "through_seq" in names:
-        query = query.where(seq <= sa.bindparam("through_seq"))
-    conditions = _filter(names)
-    if rows is not events_table:
-        on_rows = ClauseAdapter(rows)  # the same conditions, on the candidates' columns
-        conditions = [on_rows.traverse(condition) for condition in conditions]
-    query = query.where(*conditions)
-    if search == "few" and shape.dialect == "sqlite":
-        # In the index's own order, which is the log's: the page ends with its last
-        # event, instead of every candidate being read and sorted (bench/README.md has the
-        # figures). events_fts's rowids are events' rowids, and
-        # SQLite gives a new row the largest rowid yet; events are never deleted, and
-        # each tenant's are inserted in seq order. So rowid order is seq order within a
-        # tenant: the same invariant that makes the index's rowids name the right events.
-        seq = events_fts.c.rowid
-    order = seq.asc() if shape.order == "asc" else seq.desc()
-    return query.order_by(order).limit(sa.bindparam("limit", type_=sa.Integer()))
-
-
-# The event filters bound by name: column OP :name, with exactly the semantics of
-# audit.domain.query.matches. All but `target_id`, which the page joins, and `q`.
-_FILTERS: list[tuple[str, Callable[[sa.BindParameter[Any]], sa.ColumnElement[bool]]]] = [
-    ("actor_id", lambda value: events_table.c.actor_id == value),
-    ("action", lambda value: events_table.c.action == value),
-    ("action_from", lambda value: events_table.c.action >= value),
-    ("action_below", lambda value: events_table.c.action < value),
-    ("outcome", lambda value: events_table.c.outcome == value),
-    ("since_us", lambda value: events_table.c.occurred_at_us >= value),
-    ("until_us", lambda value: events_table.c.occurred_at_us < value),
-]
-
-
-def _filter(names: frozenset[str]) -> list[sa.ColumnElement[bool]]:
-    """The conditions of the filters among `names`."""
-    return [condition(sa.bindparam(name)) for name, condition in _FILTERS if name in names]
-
-
-def _sqlite_search(query: sa.Select[Any], few: bool) -> sa.Select[Any]:
-    """`query` narrowed to events whose search_text holds :q_needle; with `few`
-    candidates, driven by the trigram index.
-
-    search_text is stored lower-cased and the needle is lower-cased, so this is exactly
-    the substring test of audit.domain.query.matches. Whatever narrows the rows, the exact
-    test decides: FTS5 folds case its own way, so its candidates are only a superset.
-    """
-    query = query.where(sa.func.instr(events_table.c.search_text, sa.bindparam("q_needle")) > 0)
-    if not few:
-        return query
-    # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
-    # index of another filter instead) and fetch each event by rowid, in the index's
-    # rowid order (_page_statement).
-    hits = events_fts.c.rowid
-    return query.select_from(
-        _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
-    ).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
 
 
 class SqlEventRepository:

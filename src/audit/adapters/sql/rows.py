@@ -63,7 +63,7 @@ def event_target_rows(tenant: str, event: Event) -> list[dict[str, Any]]:
 
 # The columns an Event is read from, in the order every select of them names them:
 # row_event and row_json take the row's values by position, which is cheaper than by name
-# (repositories._EVENT_COLUMNS is built from this).
+# (paging._EVENT_COLUMNS is built from this).
 EVENT_COLUMNS = (
     "id",
     "seq",
