@@ -5,6 +5,9 @@ declaration, `audit.domain.shapes`; the others are declared here, once, and ever
 response of the test suite is validated against them (tests/openapi_check.py). Limits
 and patterns come from `audit.domain.rules` and the modules that enforce them: no number
 is restated.
+
+It stays one module (a little over 350 lines) because it is one table read top to bottom:
+splitting the event's schemas from the rest would scatter the `ref` names between files.
 """
 
 from __future__ import annotations
