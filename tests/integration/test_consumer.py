@@ -10,6 +10,7 @@ which disturbs nobody else's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,6 +37,18 @@ RESTART_ENV = "AUDIT_TEST_AMQP_RESTART"
 TENANT = "acme"
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("amqp")]
+
+
+@pytest.fixture(autouse=True)
+def broker_to_ourselves() -> Iterator[None]:
+    """One test of this module at a time, whatever xdist worker runs it: a broker restarted
+    by one test cuts off another's publish (seen in CI: both variants restarting at once)."""
+    with (Path(tempfile.gettempdir()) / "audit-test-amqp.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
