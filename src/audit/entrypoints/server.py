@@ -101,8 +101,12 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
     if settings.metrics_dir is not None:
         # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
         options["child_exit"] = _mark_worker_dead
+    master = os.getpid()
     try:
         _Gunicorn(load_app, options).run()
     finally:
-        if metrics_dir:
+        # A worker leaves through this frame too (its SystemExit unwinds the forked
+        # stack): only the master removes the folder, or a worker stopping first would
+        # pull it from under the others (seen: a worker still booting failed, exit 3).
+        if metrics_dir and os.getpid() == master:
             shutil.rmtree(metrics_dir, ignore_errors=True)

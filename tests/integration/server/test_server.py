@@ -68,6 +68,31 @@ def test_sigterm_stops_the_server_cleanly(start_server: Any, workers: int) -> No
     assert "Traceback" not in server.output()
 
 
+def test_a_worker_stopping_leaves_the_others_their_metrics_folder(start_server: Any) -> None:
+    # A worker leaves through the master's stack frames (fork); it once removed the shared
+    # metrics folder on its way out, and the worker started in its place failed to boot.
+    server = start_server(workers=2)
+    workers = [
+        int(p)
+        for p in Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
+        .read_text()
+        .split()
+    ]
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
+        if len(children.split()) == 2 and str(workers[0]) not in children.split():
+            break
+        time.sleep(0.2)
+    time.sleep(2)  # the new worker boots (and, with the bug, fails and halts the master)
+    assert server.proc.poll() is None, server.output()
+    for n in range(20):
+        assert post(server, server.bootstrap_token, event(n)).status_code == 201
+    assert "Worker failed to boot" not in server.output()
+
+
 def _load(server: Any, token: str, worker: int, acked: set[str], stop: threading.Event) -> None:
     """Post singles and batches until stopped or the server dies; remember what was acked."""
     session = requests.Session()
