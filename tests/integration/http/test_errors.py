@@ -572,6 +572,21 @@ def test_storage_unavailable_is_503_with_retry_after(
             assert response.headers["Retry-After"] == "3"
 
 
+def unavailable_export(tenant: str, where: Any) -> Any:
+    """As ExportEvents fails when storage is down: on the first event, not on the call."""
+    raise StorageUnavailable("the database is locked", retry_after=3)
+    yield
+
+
+def test_an_export_storage_fails_before_streaming_is_503(
+    client: FlaskClient, container: Container, headers: Headers
+) -> None:
+    with container.export_events.override(providers.Object(unavailable_export)):
+        response = client.get("/v1/export?format=csv", headers=headers)
+    assert_error(response, 503, "unavailable")
+    assert response.headers["Retry-After"] == "3"
+
+
 # 500 internal_error: a bug, reported without internals
 
 

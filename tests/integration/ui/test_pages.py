@@ -9,11 +9,13 @@ from html import unescape
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 from flask.testing import FlaskClient
 from tests.integration.ui.conftest import MakeToken
 from tests.integration.ui.support import csrf_of, sign_in
 
 from audit.container import Container
+from audit.domain.errors import StorageUnavailable
 
 HOSTILE_SCRIPT = "<script>document.title='pwned'</script>"
 HOSTILE_IMG = '<img src=x onerror="alert(1)">'
@@ -172,7 +174,23 @@ def test_exports_follow_the_filter_through_the_session(viewer: FlaskClient) -> N
     csv = viewer.get("/ui/export?format=csv&actor_id=user-0")
     assert csv.mimetype == "text/csv"
     assert len(csv.get_data(as_text=True).splitlines()) == 1 + 9
-    assert viewer.get("/ui/export?format=xml").status_code == 400
+    bad = viewer.get("/ui/export?format=xml")
+    assert (bad.status_code, bad.mimetype) == (400, "text/html")
+    assert "format must be one of ndjson, csv" in bad.get_data(as_text=True)
+
+
+def test_an_export_storage_fails_before_streaming_is_an_error_page(
+    viewer: FlaskClient, container: Container
+) -> None:
+    def unavailable(tenant: str, where: Any) -> Any:  # fails on the first event, as storage
+        raise StorageUnavailable("the database is locked", retry_after=3)
+        yield
+
+    with container.export_events.override(providers.Object(unavailable)):
+        response = viewer.get("/ui/export?format=ndjson")
+    assert (response.status_code, response.mimetype) == (503, "text/html")
+    assert response.headers["Retry-After"] == "3"
+    assert "the database is locked" in response.get_data(as_text=True)
 
 
 def test_the_viewer_writes_nothing(viewer: FlaskClient) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from dependency_injector.wiring import Provide, inject
@@ -19,7 +18,7 @@ from audit.application.recording import EventRecorder, Recorded
 from audit.container import Container
 from audit.domain.tokens import Scope
 from audit.domain.validation import BATCH_KEY, is_batch, parse_batch, parse_event
-from audit.entrypoints.formats import EXPORT_FORMATS, json_bytes
+from audit.entrypoints.formats import json_bytes
 from audit.entrypoints.http.auth import current_principal, require
 from audit.entrypoints.http.body import json_body
 from audit.entrypoints.http.metrics import count_ingested
@@ -32,7 +31,7 @@ from audit.entrypoints.http.parameters import (
     listing,
     query_arguments,
 )
-from audit.entrypoints.http.responses import JSON, json_response
+from audit.entrypoints.http.responses import JSON, export_response, json_response
 
 blueprint = Blueprint("events", __name__, url_prefix="/v1")
 
@@ -104,18 +103,7 @@ def export_events(export: ExportEvents = Provide[Container.export_events]) -> Re
     args = query_arguments(EXPORT_PARAMETERS)
     fmt = export_format(args)
     where = event_filter(args)
-    media_type, lines = EXPORT_FORMATS[fmt]
-    events = export(current_principal().tenant, where)
-    # Read the first chunk now, so storage failing up front is still a JSON 503; after
-    # this the events stream, one chunk in memory at a time.
-    first = next(events, None)
-    rest = events if first is None else itertools.chain([first], events)
-    return Response(
-        lines(rest),
-        status=200,
-        content_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="events.{fmt}"'},
-    )
+    return export_response(fmt, export(current_principal().tenant, where))
 
 
 def _report_document(report: ChainReport) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""JSON responses, serialised once, in the order the documents are built."""
+"""JSON responses, serialised once, in the order the documents are built; export downloads."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from flask import Response
 
-from audit.entrypoints.formats import json_bytes
+from audit.domain.events import EventJson
+from audit.entrypoints.formats import EXPORT_FORMATS, json_bytes
 
 JSON = "application/json"
 
@@ -38,3 +40,21 @@ def error_response(
     if details is not None:
         error["details"] = details
     return json_response({"error": error}, status, headers)
+
+
+def export_response(fmt: str, events: Iterator[EventJson]) -> Response:
+    """An export in `fmt` (one of EXPORT_FORMATS) as a streamed download.
+
+    The first event is read now, so storage failing up front is still an error response
+    (the API's JSON 503, the viewer's error page); after it the events stream, one chunk
+    in memory at a time.
+    """
+    media_type, lines = EXPORT_FORMATS[fmt]
+    first = next(events, None)
+    rest = events if first is None else itertools.chain([first], events)
+    return Response(
+        lines(rest),
+        status=200,
+        content_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="events.{fmt}"'},
+    )

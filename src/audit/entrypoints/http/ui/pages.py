@@ -7,13 +7,12 @@ Every page only reads; the viewer changes nothing in the log.
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 from typing import Any
 
 import orjson
 from dependency_injector.wiring import Provide, inject
-from flask import Response, render_template, request
+from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
 from audit.application.proofs import LogIdentity, ProveInclusion, SignCheckpoint
@@ -27,7 +26,8 @@ from audit.application.querying import (
 from audit.container import Container
 from audit.domain.errors import InvalidParameter
 from audit.domain.query import FILTER_PARAMETERS
-from audit.entrypoints.formats import EXPORT_FORMATS
+from audit.entrypoints.http.parameters import export_format
+from audit.entrypoints.http.responses import export_response
 from audit.entrypoints.http.ui.access import signed_in, viewer
 from audit.entrypoints.http.ui.blueprint import blueprint
 from audit.entrypoints.http.ui.listing import (
@@ -157,18 +157,6 @@ def check_chain(
 @inject
 def export(export: ExportEvents = Provide[Container.export_events]) -> ResponseReturnValue:
     args = request.args.to_dict()
-    fmt = args.get("format", "ndjson")
-    if fmt not in EXPORT_FORMATS:
-        raise InvalidParameter(f"format must be one of {', '.join(EXPORT_FORMATS)}")
+    fmt = export_format(args)
     _, where = filters_of(args)
-    media_type, lines = EXPORT_FORMATS[fmt]
-    rows = export(viewer().tenant, where)
-    # As the API does: storage failing up front is an error page, then the rows stream.
-    first = next(rows, None)
-    rest = rows if first is None else itertools.chain([first], rows)
-    return Response(
-        lines(rest),
-        status=200,
-        content_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="events.{fmt}"'},
-    )
+    return export_response(fmt, export(viewer().tenant, where))
