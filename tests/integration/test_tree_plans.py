@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
-from audit.adapters.sql.repositories import subtree_query
+from audit.adapters.sql.ingest import subtree_lookup
 from audit.application.recording import RecordEvents
 from audit.domain.events import NewEvent, Party
 from audit.domain.tree import stored_frontier
@@ -46,18 +46,17 @@ def engine(request: pytest.FixtureRequest) -> Iterator[sa.Engine]:
 def test_the_frontier_is_read_by_primary_key(engine: sa.Engine) -> None:
     coords = stored_frontier(SIZE)
     assert len(coords) == 10
-    statement, params = subtree_query("acme", coords)
     with engine.connect() as connection:
-        assert len(connection.execute(statement, params).all()) == 10
-        bound = statement.params(params)  # type: ignore[attr-defined]
-        compiled = bound.compile(connection, compile_kwargs={"literal_binds": True})
+        sql, params = subtree_lookup(connection.dialect.name, "acme", coords)
+        assert len(connection.exec_driver_sql(sql, params).all()) == 10
         if connection.dialect.name == "sqlite":
-            plan = [row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")]
+            explain = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params)
+            plan = [row[3] for row in explain]
             lookups = [step for step in plan if "merkle_nodes" in step]
             assert len(lookups) == 10, plan
             assert all("(tenant=? AND level=? AND idx=?)" in step for step in lookups), plan
         else:
-            plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}").scalar_one()
+            plan = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).scalar_one()
             text = json.dumps(plan)
             assert "Seq Scan" not in text, text
             assert "pk_merkle_nodes" in text, text

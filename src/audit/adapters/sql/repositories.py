@@ -4,14 +4,13 @@ paging.py, text search in search.py, tokens in tokens.py."""
 from __future__ import annotations
 
 import builtins
-import functools
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
+from audit.adapters.sql.ingest import IngestStatements
 from audit.adapters.sql.paging import (
     _EVENT_COLUMNS,
     _PAGE_STATEMENTS,
@@ -20,12 +19,10 @@ from audit.adapters.sql.paging import (
     _PageShape,
 )
 from audit.adapters.sql.rows import (
-    event_row,
-    event_target_rows,
     row_event,
     row_json,
 )
-from audit.adapters.sql.schema import chain_heads, event_targets, merkle_nodes
+from audit.adapters.sql.schema import chain_heads
 from audit.adapters.sql.schema import events as events_table
 from audit.adapters.sql.search import (
     _PG_CANDIDATE_COUNT,
@@ -36,32 +33,17 @@ from audit.adapters.sql.search import (
     like_escaped,
     prefix_upper_bound,
 )
-from audit.domain.chain import GENESIS_HASH, ChainHead
+from audit.domain.chain import ChainHead
 from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.validation import string_problem
 
-__all__ = ["SqlEventRepository", "prefix_upper_bound", "subtree_query"]
+__all__ = ["SqlEventRepository", "prefix_upper_bound"]
 
-# The statements of the ingest and authentication paths, built once with bound
-# parameters: building a SQLAlchemy expression per call cost more than running it.
+# Statements built once with bound parameters: building a SQLAlchemy expression per
+# call cost more than running it.
 _HEAD = sa.select(chain_heads.c.seq, chain_heads.c.hash).where(
     chain_heads.c.tenant == sa.bindparam("tenant")
-)
-_LOCK_HEAD = _HEAD.with_for_update()
-_ENSURE_HEAD = (
-    postgresql.insert(chain_heads)
-    .values(tenant=sa.bindparam("head_tenant"), seq=0, hash=GENESIS_HASH)
-    .on_conflict_do_nothing(index_elements=[chain_heads.c.tenant])
-)
-_MOVE_HEAD = (
-    sa.update(chain_heads)
-    .where(chain_heads.c.tenant == sa.bindparam("head_tenant"))
-    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
-)
-_EXISTING = sa.select(events_table.c.fingerprint, *_EVENT_COLUMNS).where(
-    events_table.c.tenant == sa.bindparam("tenant"),
-    events_table.c.id.in_(sa.bindparam("ids", expanding=True)),
 )
 _GET = sa.select(*_EVENT_COLUMNS).where(
     events_table.c.tenant == sa.bindparam("tenant"),
@@ -71,38 +53,6 @@ _CHAIN_HASHES = sa.select(events_table.c.seq, events_table.c.hash).where(
     events_table.c.tenant == sa.bindparam("tenant"),
     events_table.c.seq.in_(sa.bindparam("seqs", expanding=True)),
 )
-_INSERT_EVENTS = sa.insert(events_table)
-_INSERT_TARGETS = sa.insert(event_targets)
-_INSERT_NODES = sa.insert(merkle_nodes)
-
-
-@functools.lru_cache(maxsize=256)
-def _subtree_lookups(count: int) -> sa.Executable:
-    c = merkle_nodes.c
-    lookups = [
-        sa.select(c.level, c.idx, c.hash).where(
-            c.tenant == sa.bindparam("tenant"),
-            c.level == sa.bindparam(f"level_{k}"),
-            c.idx == sa.bindparam(f"idx_{k}"),
-        )
-        for k in range(count)
-    ]
-    return lookups[0] if count == 1 else sa.union_all(*lookups)
-
-
-def subtree_query(
-    tenant: str, coords: Collection[tuple[int, int]]
-) -> tuple[sa.Executable, dict[str, Any]]:
-    """One primary-key lookup per subtree, in one statement, and its parameters.
-
-    Not `tenant = ? AND ((level = ? AND idx = ?) OR ...)`: SQLite plans that as a walk of
-    every node of the tenant, which made each append cost O(size), not O(log size).
-    """
-    params: dict[str, Any] = {"tenant": tenant}
-    for k, (level, index) in enumerate(coords):
-        params[f"level_{k}"] = level
-        params[f"idx_{k}"] = index
-    return _subtree_lookups(len(coords)), params
 
 
 class SqlEventRepository:
@@ -110,27 +60,22 @@ class SqlEventRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
+        # The append's statements, on the driver (ingest.py says why).
+        self._ingest = IngestStatements(connection)
 
     def head(self, tenant: str) -> ChainHead:
         row = self._conn.execute(_HEAD, {"tenant": tenant}).first()
         return ChainHead() if row is None else ChainHead(row.seq, row.hash)
 
     def lock_head(self, tenant: str) -> ChainHead:
-        if self._conn.dialect.name != "postgresql":
-            # SQLite: the unit of work began with BEGIN IMMEDIATE, so this transaction
-            # already holds the database's only write lock.
-            return self.head(tenant)
-        # Make sure the row exists, then lock it: a tenant's first writers queue too.
-        self._conn.execute(_ENSURE_HEAD, {"head_tenant": tenant})
-        row = self._conn.execute(_LOCK_HEAD, {"tenant": tenant}).one()
-        return ChainHead(row.seq, row.hash)
+        found = self._ingest.lock_head(tenant)
+        return ChainHead() if found is None else ChainHead(*found)
 
     def existing(self, tenant: str, ids: Collection[str]) -> dict[str, tuple[Event, str]]:
         if not ids:
             return {}
-        rows = self._conn.execute(_EXISTING, {"tenant": tenant, "ids": builtins.list(ids)})
         found = {}
-        for fingerprint, *columns in rows:
+        for fingerprint, *columns in self._ingest.existing(tenant, ids):
             event = row_event(columns)
             found[event.id] = (event, fingerprint)
         return found
@@ -142,36 +87,15 @@ class SqlEventRepository:
         fingerprints: Sequence[str],
         subtrees: Sequence[tuple[int, int, bytes]],
     ) -> None:
-        if not events:
-            return
-        if subtrees:
-            self._conn.execute(
-                _INSERT_NODES,
-                [{"tenant": tenant, "level": lv, "idx": ix, "hash": h} for lv, ix, h in subtrees],
-            )
-        self._conn.execute(
-            _INSERT_EVENTS,
-            [event_row(tenant, e, fp) for e, fp in zip(events, fingerprints, strict=True)],
-        )
-        targets = [row for e in events for row in event_target_rows(tenant, e)]
-        if targets:
-            self._conn.execute(_INSERT_TARGETS, targets)
-        last = events[-1]
-        moved = self._conn.execute(
-            _MOVE_HEAD, {"head_tenant": tenant, "new_seq": last.seq, "new_hash": last.hash}
-        )
-        if moved.rowcount == 0:
-            self._conn.execute(
-                sa.insert(chain_heads).values(tenant=tenant, seq=last.seq, hash=last.hash)
-            )
+        if events:
+            self._ingest.add(tenant, events, fingerprints, subtrees)
 
     def subtree_hashes(
         self, tenant: str, coords: Collection[tuple[int, int]]
     ) -> dict[tuple[int, int], bytes]:
         if not coords:
             return {}
-        rows = self._conn.execute(*subtree_query(tenant, coords))
-        return {(row.level, row.idx): bytes(row.hash) for row in rows}
+        return self._ingest.subtree_hashes(tenant, coords)
 
     def chain_hashes(self, tenant: str, seqs: Collection[int]) -> dict[int, str]:
         if not seqs:

@@ -1,0 +1,204 @@
+"""The ingest path's statements, run on the driver's own connection.
+
+An append of one event ran seven statements through SQLAlchemy, and its execution layer
+(compiled cache lookup, parameter processing, result set-up, events) cost about 80 us per
+statement: more than SQLite took to run them, and half the CPU of a single-event POST
+(bench/README.md). Here each statement is compiled once per dialect into the driver's SQL
+text and run on the DBAPI cursor, inside the transaction the unit of work opened. Errors
+become StorageUnavailable as engine.py's hook makes them for statements run through
+SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import psycopg
+from sqlalchemy.engine import Connection
+
+from audit.adapters.sql import schema
+from audit.adapters.sql.engine import storage_unavailable
+from audit.adapters.sql.rows import EVENT_COLUMNS, event_row, event_target_rows
+from audit.domain.chain import GENESIS_HASH
+from audit.domain.events import Event
+
+_c = schema.events.c
+_HEAD = sa.select(schema.chain_heads.c.seq, schema.chain_heads.c.hash).where(
+    schema.chain_heads.c.tenant == sa.bindparam("tenant")
+)
+_LOCK_HEAD = _HEAD.with_for_update()
+_ENSURE_HEAD = (
+    postgresql.insert(schema.chain_heads)
+    .values(tenant=sa.bindparam("tenant"), seq=sa.literal_column("0"), hash=sa.bindparam("genesis"))
+    .on_conflict_do_nothing(index_elements=[schema.chain_heads.c.tenant])
+)
+_MOVE_HEAD = (
+    sa.update(schema.chain_heads)
+    .where(schema.chain_heads.c.tenant == sa.bindparam("tenant"))
+    .values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
+)
+_NEW_HEAD = sa.insert(schema.chain_heads)
+_EXISTING_COLUMNS = (_c.fingerprint, *(_c[name] for name in EVENT_COLUMNS))
+# The ids as one parameter: a JSON array on SQLite, an array on PostgreSQL.
+_EXISTING = {
+    "sqlite": sa.select(*_EXISTING_COLUMNS).where(
+        _c.tenant == sa.bindparam("tenant"),
+        _c.id.in_(
+            sa.select(sa.column("value")).select_from(sa.func.json_each(sa.bindparam("ids")))
+        ),
+    ),
+    "postgresql": sa.select(*_EXISTING_COLUMNS).where(
+        _c.tenant == sa.bindparam("tenant"), _c.id == sa.any_(sa.bindparam("ids"))
+    ),
+}
+_INSERT_EVENTS = sa.insert(schema.events)
+_INSERT_TARGETS = sa.insert(schema.event_targets)
+_INSERT_NODES = sa.insert(schema.merkle_nodes)
+
+# Dialects that write parameters as the drivers take them by name: sqlite3 `:name`,
+# psycopg `%(name)s`.
+_DIALECTS: dict[str, sa.Dialect] = {
+    "sqlite": sqlite.dialect(paramstyle="named"),
+    "postgresql": psycopg.dialect(),  # type: ignore[no-untyped-call]
+}
+
+
+@functools.cache
+def _sql(dialect: str, statement: sa.ClauseElement) -> str:
+    """The driver's SQL text of `statement`, made once."""
+    return str(statement.compile(dialect=_DIALECTS[dialect]))
+
+
+def existing_lookup(dialect: str, tenant: str, ids: Collection[str]) -> tuple[str, dict[str, Any]]:
+    """The statement, and its parameters, that reads the tenant's events with these ids
+    (fingerprint, then EVENT_COLUMNS): one statement, a lookup by (tenant, id) each."""
+    value: Any = list(ids)
+    if dialect == "sqlite":
+        value = orjson.dumps(value).decode("utf-8")
+    return _sql(dialect, _EXISTING[dialect]), {"tenant": tenant, "ids": value}
+
+
+def subtree_lookup(
+    dialect: str, tenant: str, coords: Collection[tuple[int, int]]
+) -> tuple[str, dict[str, Any]]:
+    """One primary-key lookup per subtree, in one statement, and its parameters.
+
+    Not `tenant = ? AND ((level = ? AND idx = ?) OR ...)`: SQLite plans that as a walk of
+    every node of the tenant, which made each append cost O(size), not O(log size).
+    """
+    params: dict[str, Any] = {"tenant": tenant}
+    for k, (level, index) in enumerate(coords):
+        params[f"level_{k}"] = level
+        params[f"idx_{k}"] = index
+    return _sql(dialect, _subtree_lookups(len(coords))), params
+
+
+@functools.cache
+def _subtree_lookups(count: int) -> sa.Executable:
+    c = schema.merkle_nodes.c
+    lookups = [
+        sa.select(c.level, c.idx, c.hash).where(
+            c.tenant == sa.bindparam("tenant"),
+            c.level == sa.bindparam(f"level_{k}"),
+            c.idx == sa.bindparam(f"idx_{k}"),
+        )
+        for k in range(count)
+    ]
+    return lookups[0] if count == 1 else sa.union_all(*lookups)
+
+
+class IngestStatements:
+    """The statements of an append, on the driver connection under `connection`'s
+    transaction (which the unit of work began: on SQLite with BEGIN IMMEDIATE)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._dialect = connection.dialect.name
+        self._postgres = self._dialect == "postgresql"
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        driver = self._connection.connection.dbapi_connection
+        assert driver is not None  # the unit of work holds a checked-out connection
+        cursor = driver.cursor()
+        try:
+            yield cursor
+        except Exception as exc:
+            lost = self._postgres and bool(getattr(driver, "broken", False) or driver.closed)
+            if lost:
+                # Let the pool discard it, as SQLAlchemy does on a disconnect.
+                self._connection.invalidate()
+            raise storage_unavailable(exc, disconnected=lost) or exc from None
+        finally:
+            cursor.close()
+
+    def _rows(self, statement: sa.ClauseElement, params: dict[str, Any]) -> list[Any]:
+        with self._cursor() as cursor:
+            cursor.execute(_sql(self._dialect, statement), params)
+            return list(cursor.fetchall())
+
+    def _many(self, statement: sa.ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
+        with self._cursor() as cursor:
+            cursor.executemany(_sql(self._dialect, statement), rows)
+
+    def lock_head(self, tenant: str) -> tuple[int, str] | None:
+        """The tenant's head, locked for this transaction (None: no event yet).
+
+        SQLite: BEGIN IMMEDIATE already holds the database's only write lock. PostgreSQL:
+        the row is made if missing, then locked, so a tenant's first writers queue too.
+        """
+        if not self._postgres:
+            rows = self._rows(_HEAD, {"tenant": tenant})
+        else:
+            with self._cursor() as cursor:
+                cursor.execute(
+                    _sql(self._dialect, _ENSURE_HEAD), {"tenant": tenant, "genesis": GENESIS_HASH}
+                )
+                cursor.execute(_sql(self._dialect, _LOCK_HEAD), {"tenant": tenant})
+                rows = cursor.fetchall()
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def existing(self, tenant: str, ids: Collection[str]) -> list[Any]:
+        """The rows (fingerprint, then EVENT_COLUMNS) of the tenant's events with these ids."""
+        with self._cursor() as cursor:
+            cursor.execute(*existing_lookup(self._dialect, tenant, ids))
+            return list(cursor.fetchall())
+
+    def subtree_hashes(
+        self, tenant: str, coords: Collection[tuple[int, int]]
+    ) -> dict[tuple[int, int], bytes]:
+        with self._cursor() as cursor:
+            cursor.execute(*subtree_lookup(self._dialect, tenant, coords))
+            return {(level, idx): bytes(h) for level, idx, h in cursor.fetchall()}
+
+    def add(
+        self,
+        tenant: str,
+        events: Sequence[Event],
+        fingerprints: Sequence[str],
+        subtrees: Sequence[tuple[int, int, bytes]],
+    ) -> None:
+        if subtrees:
+            nodes = [
+                {"tenant": tenant, "level": lv, "idx": ix, "hash": h} for lv, ix, h in subtrees
+            ]
+            self._many(_INSERT_NODES, nodes)
+        self._many(
+            _INSERT_EVENTS,
+            [event_row(tenant, e, fp) for e, fp in zip(events, fingerprints, strict=True)],
+        )
+        targets = [row for e in events for row in event_target_rows(tenant, e)]
+        if targets:
+            self._many(_INSERT_TARGETS, targets)
+        last = events[-1]
+        head = {"tenant": tenant, "seq": last.seq, "hash": last.hash}
+        with self._cursor() as cursor:
+            cursor.execute(_sql(self._dialect, _MOVE_HEAD), head)
+            if cursor.rowcount == 0:
+                cursor.execute(_sql(self._dialect, _NEW_HEAD), head)
