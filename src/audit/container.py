@@ -21,6 +21,7 @@ from audit.adapters.sql import (
     upgrade_schema,
 )
 from audit.adapters.sql.signing_key import SqlSigningKeyRecord
+from audit.adapters.writer import WriterClient
 from audit.application.authentication import Authenticate, FailureThrottle, TokenUses
 from audit.application.health import CheckReadiness
 from audit.application.proofs import LogIdentity, ProveConsistency, ProveInclusion, SignCheckpoint
@@ -84,9 +85,19 @@ class Container(containers.DeclarativeContainer):
         sql=providers.Callable(sqlite_file, config.database_url),
     )
 
-    # One per process: concurrent requests share a transaction and its fsync.
-    record_events = providers.Singleton(
-        GroupCommit, providers.Factory(RecordEvents, uow=uow, clock=clock)
+    # One per process: concurrent requests share a transaction and its fsync; under
+    # `audit serve` on SQLite, every request of the host does, in the writer process.
+    record_events = providers.Selector(
+        config.writer,
+        local=providers.Singleton(
+            GroupCommit, providers.Factory(RecordEvents, uow=uow, clock=clock)
+        ),
+        process=providers.Singleton(
+            WriterClient,
+            config.writer_socket,
+            providers.Factory(RecordEvents, uow=uow, clock=clock),
+            config.writer_timeout_s,
+        ),
     )
     # For a transport that groups requests itself (the queue consumer): submit, then
     # commit_group, each request all or nothing on its own.

@@ -84,6 +84,10 @@ class Settings:
     # Failed authentications from one client address within a minute before its requests
     # without a known token are answered 429 (0: never).
     auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 100, int)
+    # Set by `audit serve` on SQLite, not by the environment: the Unix socket of the one
+    # process that writes the file (adapters/writer.py). None: each process commits its
+    # own requests.
+    writer_socket: str | None = None
 
     @property
     def storage(self) -> str:
@@ -92,7 +96,14 @@ class Settings:
 
     def as_config(self) -> dict[str, Any]:
         """The container's `config`: every setting by its name, and the storage kind."""
-        return {**attrs.asdict(self), "storage": self.storage}
+        return {
+            **attrs.asdict(self),
+            "storage": self.storage,
+            "writer": "local" if self.writer_socket is None else "process",
+            # A worker waits for the writer as long as a writer may wait for the lock,
+            # and then some: the writer answers a lock timeout itself.
+            "writer_timeout_s": 30.0,
+        }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

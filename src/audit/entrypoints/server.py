@@ -8,24 +8,119 @@ import gc
 import os
 import resource
 import shutil
+import signal
 import tempfile
+import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
+from audit.adapters.sql import sqlite_file
+from audit.adapters.writer import listen
+from audit.adapters.writer import serve as writer_serve
 from audit.container import build_container
 from audit.settings import Settings
 
 MAX_CONNECTIONS = 10_000
 
 
+class _WriterProcess:
+    """The SQLite writer (adapters/writer.py): forked by the master before its workers,
+    and again whenever it dies. The master made the listening socket and keeps it, so
+    workers' connections wait in its backlog while a writer starts."""
+
+    def __init__(self, settings: Settings, folder: str) -> None:
+        self.settings = settings
+        self.folder = folder
+        self.path = os.path.join(folder, "writer.sock")
+        self.listener = listen(self.path)
+        self.pid = 0
+
+    def start(self, arbiter: Any) -> None:
+        master = os.getpid()
+        pid = os.fork()
+        if pid:
+            self.pid = pid
+            arbiter.log.info("Started the database writer (pid: %s)", pid)
+            return
+        code = 1
+        try:
+            for listener in arbiter.LISTENERS:
+                listener.close()  # the HTTP sockets are the workers'
+            for number in _ARBITER_SIGNALS:
+                signal.signal(number, signal.SIG_DFL)
+            record = build_container(attrs.evolve(self.settings, writer_socket=None))
+            writer_serve(self.listener, record.record_groups().commit_group, parent=master)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+
+    def alive(self) -> bool:
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:  # gunicorn's reaping of its children took it
+            return False
+        return pid == 0
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        self.listener.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+_ARBITER_SIGNALS = [
+    getattr(signal, f"SIG{name}")
+    for name in ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "USR2", "WINCH", "CHLD")
+]
+
+
+class _Arbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, which also keeps the SQLite writer running."""
+
+    writer: _WriterProcess | None = None
+
+    def manage_workers(self) -> None:
+        writer = self.writer
+        if writer is not None and (writer.pid == 0 or not writer.alive()):
+            if writer.pid:
+                self.log.error("The database writer (pid: %s) died; starting another", writer.pid)
+            writer.start(self)
+        super().manage_workers()
+
+    def stop(self, graceful: bool = True) -> None:
+        super().stop(graceful)  # the workers first: they may still be waiting for answers
+        if self.writer is not None:
+            self.writer.stop()
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, load_app: Callable[[], Any], options: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        load_app: Callable[[], Any],
+        options: dict[str, Any],
+        writer: _WriterProcess | None = None,
+    ) -> None:
         self._load_app = load_app
         self._options = options
+        self._writer = writer
         super().__init__()
+
+    def run(self) -> None:
+        arbiter = _Arbiter(self)
+        arbiter.writer = self._writer
+        arbiter.run()
 
     def load_config(self) -> None:
         for key, value in self._options.items():
@@ -101,9 +196,14 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
     if settings.metrics_dir is not None:
         # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
         options["child_exit"] = _mark_worker_dead
+    writer = None
+    if sqlite_file(settings.database_url) is not None:
+        # One process writes the file; the workers hand it their events.
+        writer = _WriterProcess(settings, tempfile.mkdtemp(prefix="audit-writer-"))
+        settings = attrs.evolve(settings, writer_socket=writer.path)
     master = os.getpid()
     try:
-        _Gunicorn(load_app, options).run()
+        _Gunicorn(load_app, options, writer).run()
     finally:
         # A worker leaves through this frame too (its SystemExit unwinds the forked
         # stack): only the master removes the folder, or a worker stopping first would
