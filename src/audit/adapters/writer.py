@@ -23,11 +23,10 @@ import os
 import pickle
 import select
 import selectors
-import signal
 import socket
 import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -246,47 +245,70 @@ class _Peer:
 def serve(
     listener: socket.socket,
     commit_group: Callable[[Sequence[Submission]], list[Outcome]],
+    stopping: threading.Event,
     parent: int | None = None,
 ) -> None:
-    """Commit what the workers send, a group per turn, until SIGTERM or the parent is gone.
+    """Commit what the workers send, a group per turn, until `stopping` is set or the
+    parent process is gone.
 
     Each turn takes every request that has arrived (up to MAX_GROUP_EVENTS events a
     group): while one group is on disk the next gathers, so the busier the service the
     larger the groups, and a lone request waits for nothing.
     """
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops us, after its workers
     selector = selectors.DefaultSelector()
     listener.setblocking(False)
     selector.register(listener, selectors.EVENT_READ)
-    while not stopping.is_set():
-        if parent is not None and os.getppid() != parent:
-            return  # the master is gone: nobody will send or restart
-        waiting: list[tuple[_Peer, Submission]] = []
-        for key, _ in selector.select(timeout=1.0):
-            if key.fileobj is listener:
-                _accept(listener, selector)
-                continue
-            peer: _Peer = key.data
-            try:
-                data = peer.connection.recv(1 << 20)
-            except OSError:
-                data = b""
-            if not data:
-                selector.unregister(peer.connection)
-                peer.connection.close()
-                continue
-            peer.buffer += data
-            waiting.extend((peer, pickle.loads(f)) for f in peer.frames())  # noqa: S301
-        while waiting:
-            group: list[tuple[_Peer, Submission]] = []
-            size = 0
-            while waiting and (not group or size + len(waiting[0][1].events) <= MAX_GROUP_EVENTS):
-                item = waiting.pop(0)
-                group.append(item)
-                size += len(item[1].events)
-            _commit(group, commit_group)
+    try:
+        while not stopping.is_set():
+            if parent is not None and os.getppid() != parent:
+                return  # the master is gone: nobody will send or restart
+            for group in _groups(_received(selector, listener)):
+                _commit(group, commit_group)
+    finally:
+        # Whoever waits on an answer learns at once that none is coming.
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+
+
+def _received(
+    selector: selectors.BaseSelector, listener: socket.socket
+) -> list[tuple[_Peer, Submission]]:
+    """The requests that arrived by now (waiting up to a second for one)."""
+    waiting: list[tuple[_Peer, Submission]] = []
+    for key, _ in selector.select(timeout=1.0):
+        if key.fileobj is listener:
+            _accept(listener, selector)
+            continue
+        peer: _Peer = key.data
+        try:
+            data = peer.connection.recv(1 << 20)
+        except OSError:
+            data = b""
+        if not data:
+            selector.unregister(peer.connection)
+            peer.connection.close()
+            continue
+        peer.buffer += data
+        waiting.extend((peer, pickle.loads(f)) for f in peer.frames())  # noqa: S301
+    return waiting
+
+
+def _groups(
+    waiting: list[tuple[_Peer, Submission]],
+) -> Iterator[list[tuple[_Peer, Submission]]]:
+    """`waiting` in groups of at most MAX_GROUP_EVENTS events (a larger request alone)."""
+    group: list[tuple[_Peer, Submission]] = []
+    size = 0
+    for item in waiting:
+        count = len(item[1].events)
+        if group and size + count > MAX_GROUP_EVENTS:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += count
+    if group:
+        yield group
 
 
 def _accept(listener: socket.socket, selector: selectors.BaseSelector) -> None:

@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -53,8 +54,12 @@ class _WriterProcess:
                 listener.close()  # the HTTP sockets are the workers'
             for number in _ARBITER_SIGNALS:
                 signal.signal(number, signal.SIG_DFL)
+            stopping = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master stops it, last
             record = build_container(attrs.evolve(self.settings, writer_socket=None))
-            writer_serve(self.listener, record.record_groups().commit_group, parent=master)
+            commit_group = record.record_groups().commit_group
+            writer_serve(self.listener, commit_group, stopping, parent=master)
             code = 0
         except BaseException:
             traceback.print_exc()

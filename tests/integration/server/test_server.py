@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import threading
@@ -68,22 +69,28 @@ def test_sigterm_stops_the_server_cleanly(start_server: Any, workers: int) -> No
     assert "Traceback" not in server.output()
 
 
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _writer_pid(server: Any) -> int:
+    found = re.findall(r"Started the database writer \(pid: (\d+)\)", server.output())
+    assert found, server.output()
+    return int(found[-1])
+
+
 def test_a_worker_stopping_leaves_the_others_their_metrics_folder(start_server: Any) -> None:
     # A worker leaves through the master's stack frames (fork); it once removed the shared
     # metrics folder on its way out, and the worker started in its place failed to boot.
     server = start_server(workers=2)
-    workers = [
-        int(p)
-        for p in Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children")
-        .read_text()
-        .split()
-    ]
+    writer = _writer_pid(server)
+    workers = [pid for pid in _children(server.proc.pid) if pid != writer]
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGTERM)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text()
-        if len(children.split()) == 2 and str(workers[0]) not in children.split():
+        children = _children(server.proc.pid)
+        if len(children) == 3 and workers[0] not in children:
             break
         time.sleep(0.2)
     time.sleep(2)  # the new worker boots (and, with the bug, fails and halts the master)
@@ -93,8 +100,63 @@ def test_a_worker_stopping_leaves_the_others_their_metrics_folder(start_server: 
     assert "Worker failed to boot" not in server.output()
 
 
-def _load(server: Any, token: str, worker: int, acked: set[str], stop: threading.Event) -> None:
-    """Post singles and batches until stopped or the server dies; remember what was acked."""
+def test_the_writer_killed_under_load_is_replaced_and_loses_nothing(start_server: Any) -> None:
+    """On SQLite one writer process commits for every worker; the master starts another
+    when it dies. Requests meanwhile get a 503 with Retry-After (never a 500), every 201
+    is stored, and the chain holds."""
+    server = start_server(workers=2, threads=4)
+    token = server.bootstrap_token
+    first = _writer_pid(server)
+    assert first in _children(server.proc.pid)
+    acked: set[str] = set()
+    statuses: list[int] = []
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_load, args=(server, token, w, acked, stop, statuses))
+        for w in range(6)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (
+        "died; starting another" not in server.output() or _writer_pid(server) == first
+    ):
+        time.sleep(0.05)
+    second = _writer_pid(server)
+    assert second != first, server.output()
+    assert second in _children(server.proc.pid)
+    before = len(acked)
+    deadline = time.monotonic() + 20
+    while len(acked) < before + 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(acked) >= before + 200  # the new writer took over
+    assert set(statuses) <= {201, 503}, sorted(set(statuses))
+    assert "Traceback" not in server.output()
+    stored = export_all(server, token)
+    assert acked - {e["id"] for e in stored} == set()
+    assert [e["seq"] for e in stored] == list(range(1, len(stored) + 1))
+    server.stop()
+    verdict = run_audit("verify", "--database-url", server.database_url)
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+
+
+def _load(
+    server: Any,
+    token: str,
+    worker: int,
+    acked: set[str],
+    stop: threading.Event,
+    statuses: list[int] | None = None,
+) -> None:
+    """Post singles and batches until stopped or the server dies; remember what was acked
+    (and, given `statuses`, every answer's status)."""
     session = requests.Session()
     for i in range(2000):
         if stop.is_set():
@@ -108,6 +170,8 @@ def _load(server: Any, token: str, worker: int, acked: set[str], stop: threading
             response = post(server, token, body, session)
         except requests.RequestException:
             return
+        if statuses is not None:
+            statuses.append(response.status_code)
         if response.status_code == 201:
             if "events" in body:
                 acked.update(item["id"] for item in response.json()["events"])
