@@ -262,8 +262,18 @@ def serve(
         while not stopping.is_set():
             if parent is not None and os.getppid() != parent:
                 return  # the master is gone: nobody will send or restart
-            for group in _groups(_received(selector, listener)):
-                _commit(group, commit_group)
+            refused = None
+            for group in _groups(_received(selector, listener, 1.0)):
+                refused = _commit(group, commit_group, refused)
+            if refused is not None:
+                # Storage just refused a group after waiting out its lock timeout: what
+                # arrived meanwhile gets that answer now, rather than each waiting out the
+                # timeout again behind it (GroupCommit does the same). Nothing was written.
+                # (Rounds until none is left: a connection accepted in one round sends
+                # its request in the next.)
+                while selector.select(timeout=0):
+                    for group in _groups(_received(selector, listener, 0)):
+                        _commit(group, commit_group, refused)
     finally:
         # Whoever waits on an answer learns at once that none is coming.
         for key in list(selector.get_map().values()):
@@ -272,11 +282,11 @@ def serve(
 
 
 def _received(
-    selector: selectors.BaseSelector, listener: socket.socket
+    selector: selectors.BaseSelector, listener: socket.socket, timeout: float
 ) -> list[tuple[_Peer, Submission]]:
-    """The requests that arrived by now (waiting up to a second for one)."""
+    """The requests that arrived by now (waiting up to `timeout` seconds for one)."""
     waiting: list[tuple[_Peer, Submission]] = []
-    for key, _ in selector.select(timeout=1.0):
+    for key, _ in selector.select(timeout=timeout):
         if key.fileobj is listener:
             _accept(listener, selector)
             continue
@@ -323,17 +333,25 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector) -> None:
 def _commit(
     group: list[tuple[_Peer, Submission]],
     commit_group: Callable[[Sequence[Submission]], list[Outcome]],
-) -> None:
+    refused: StorageUnavailable | None,
+) -> StorageUnavailable | None:
+    """Commit a group (or answer it `refused`, not trying) and answer each request;
+    returns the StorageUnavailable that storage answered, if it did."""
     outcomes: Sequence[Outcome | str]
-    try:
-        outcomes = commit_group([submission for _, submission in group])
-    except AuditError as exc:
-        outcomes = [exc] * len(group)
-    except Exception:
-        log.exception("a group of %d requests failed", len(group))
-        outcomes = [_FAILED] * len(group)
+    if refused is not None:
+        outcomes = [refused] * len(group)
+    else:
+        try:
+            outcomes = commit_group([submission for _, submission in group])
+        except AuditError as exc:
+            outcomes = [exc] * len(group)
+        except Exception:
+            log.exception("a group of %d requests failed", len(group))
+            outcomes = [_FAILED] * len(group)
+        refused = next((o for o in outcomes if isinstance(o, StorageUnavailable)), None)
     for (peer, submission), outcome in zip(group, outcomes, strict=True):
         sent = outcome if isinstance(outcome, (AuditError, str)) else answer(submission, outcome)
         # A worker gone meanwhile: the selector drops its connection.
         with contextlib.suppress(OSError):
             peer.connection.sendall(_frame(sent))
+    return refused
