@@ -10,6 +10,7 @@ results, or lost an acknowledged event; 2 if the benchmark could not run.
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing
 import os
 import platform
@@ -126,7 +127,8 @@ class Run:
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     _flask: MinimalApp | None = None
-    _flask_cache: dict[tuple[str, int], LoadResult] = field(default_factory=dict)
+    _flask_cache: dict[tuple[str, int], tuple[LoadResult, float]] = field(default_factory=dict)
+    _seed: MinimalApp | None = None
     stack: ExitStack = field(default_factory=ExitStack)
     _warmed: set[tuple[int, str, str, int]] = field(default_factory=set)
 
@@ -165,6 +167,10 @@ class Run:
 
     def flask_result(self, kind: str, connections: int) -> LoadResult:
         """The minimal app under the same load; measured once per run and reused."""
+        return self.flask_measured(kind, connections)[0]
+
+    def flask_measured(self, kind: str, connections: int) -> tuple[LoadResult, float]:
+        """flask_result() and the cores its server used."""
         key = (kind, connections)
         if key not in self._flask_cache:
             app = self.flask()
@@ -177,12 +183,29 @@ class Run:
                 self.failures.append(
                     f"minimal app {kind} x{connections}: {result.failures} failures"
                 )
-            self._flask_cache[key] = result
+            self._flask_cache[key] = (result, cores)
             log(
                 f"  minimal Flask {kind} x{connections}: {result.rps:,.0f} req/s, "
                 f"server {cores:.2f} cores"
             )
         return self._flask_cache[key]
+
+    def seed(self) -> MinimalApp:
+        """bench/seed_app.py, the original toy service, started on first use."""
+        if self._seed is None:
+            app = MinimalApp(
+                self.workers,
+                self.threads,
+                self.tmp / "seed-app.log",
+                module="bench.seed_app:app",
+                name="the seed's toy service",
+                env={"SEED_DATABASE": str(self.tmp / "seed.db")},
+            )
+            self.stack.callback(app.stop)
+            app.start()
+            self._seed = app
+            log(f"the seed's toy service on port {app.port}")
+        return self._seed
 
     def spec(
         self,
@@ -316,7 +339,7 @@ def section_single(
         size = log_size(server)
         result, cores = run.measure(server, spec, ledger)
         log(f"{backend}: single ingest x{conns}: {result.rps:,.0f} req/s")
-        flask = run.flask_result("post", conns)
+        flask, flask_cores = run.flask_measured("post", conns)
         what = f"single-event ingest, {conns} conn{'s' if conns > 1 else ''}"
         run.rows.append(
             Row(
@@ -331,6 +354,39 @@ def section_single(
             )
         )
         run.rows.append(Row("2", backend, what, result.rps, "req/s", base.name, base.rate))
+        if conns == max(p.single_connections):
+            # The server's CPU per request (all its processes): at most 2.5x the bare app's.
+            run.rows.append(
+                Row(
+                    "2",
+                    backend,
+                    f"CPU per single-event request, {conns} conns",
+                    cores / result.rps * 1e6 if result.rps else math.nan,
+                    "us",
+                    "minimal Flask POST",
+                    flask_cores / flask.rps * 1e6 if flask.rps else None,
+                    "server CPU seconds / requests; lower is better (target: ratio <= 2.5)",
+                )
+            )
+            if backend == "sqlite":
+                seed_app = run.seed()
+                seed_spec = run.spec(seed_app, "POST", "/v1/events", conns, batch=0, tag="D")
+                seed, seed_cores = run.measure(seed_app, seed_spec, None)
+                if seed.failures:
+                    run.failures.append(f"the seed's service x{conns}: {seed.failures} failures")
+                log(f"  the seed's toy service x{conns}: {seed.rps:,.0f} req/s")
+                run.rows.append(
+                    Row(
+                        "2",
+                        backend,
+                        what,
+                        result.rps,
+                        "req/s",
+                        "the seed's toy service (bench/seed_app.py)",
+                        seed.rps,
+                        f"its server {seed_cores:.2f} cores (target: ratio >= 3)",
+                    )
+                )
 
 
 class DataSet:

@@ -100,12 +100,12 @@ class GunicornProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def _spawn(self, cmd: list[str]) -> None:
+    def _spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = self.log_path.open("a")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             cmd,
             cwd=REPO,
-            env=_env(),
+            env={**_env(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -233,14 +233,25 @@ class AuditServer(GunicornProcess):
 
 
 class MinimalApp(GunicornProcess):
-    """bench/minimal_app.py under gunicorn with the settings `audit serve` uses."""
+    """An app of bench/ under gunicorn with the settings `audit serve` uses: by default
+    minimal_app.py; `module` names another (seed_app.py), `env` its variables."""
 
-    def __init__(self, workers: int, threads: int, log_path: Path) -> None:
-        super().__init__("minimal Flask app", log_path)
+    def __init__(
+        self,
+        workers: int,
+        threads: int,
+        log_path: Path,
+        module: str = "bench.minimal_app:app",
+        name: str = "minimal Flask app",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(name, log_path)
         self.workers_n = workers
         self.threads_n = threads
         self.expected_workers = workers
         self.token = "unused"  # noqa: S105 - the minimal app checks no token
+        self.module = module
+        self.env = env or {}
 
     def start(self) -> None:
         # The options of audit.entrypoints.server.run_server, minus its metrics hooks.
@@ -268,8 +279,9 @@ class MinimalApp(GunicornProcess):
                 "--log-level",
                 "info",
                 "--no-control-socket",
-                "bench.minimal_app:app",
-            ]
+                self.module,
+            ],
+            self.env,
         )
         self.wait_ready()
 
