@@ -3,7 +3,6 @@ commits them in groups and answers each with the places of its events."""
 
 from __future__ import annotations
 
-import pickle
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +13,19 @@ import pytest
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.memory import InMemoryUnitOfWorkFactory
-from audit.adapters.writer import WriterClient, answer, listen, recorded, serve
+from audit.adapters.writer import (
+    WriterClient,
+    decode_answer,
+    decode_submission,
+    encode_answer,
+    encode_submission,
+    listen,
+    serve,
+)
 from audit.application.querying import VerifyChain
 from audit.application.recording import Outcome, RecordEvents, Submission
 from audit.domain.errors import Conflict, StorageUnavailable
-from audit.domain.events import NewEvent, Party, Source
+from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source, canonical_metadata
 from audit.domain.validation import parse_batch
 
 CLOCK = FixedClock(datetime(2026, 1, 1, tzinfo=UTC))
@@ -45,7 +52,15 @@ def test_a_submission_crosses_the_socket_unchanged() -> None:
     record = RecordEvents(InMemoryUnitOfWorkFactory(), CLOCK)
     events = [_event(1), NewEvent(action="a", actor=Party("u"), source=Source(None, "ua"))]
     submission = record.submit("acme", events)
-    assert pickle.loads(pickle.dumps(submission)) == submission
+    kind, body = encode_submission(submission)[:1], encode_submission(submission)[1:]
+    assert kind == b"S"
+    crossed = decode_submission(body)
+    assert crossed == submission
+    # The canonical bytes validation made cross too, so the writer makes none again.
+    assert all(isinstance(e.metadata, CanonicalMetadata) for e in crossed.events)
+    assert [canonical_metadata(e) for e in crossed.events] == [
+        canonical_metadata(e) for e in submission.events
+    ]
 
 
 def test_the_compact_answer_rebuilds_every_recorded_event() -> None:
@@ -56,8 +71,8 @@ def test_the_compact_answer_rebuilds_every_recorded_event() -> None:
     outcomes = record.commit_group([other, fresh])
     for submission, outcome in zip([other, fresh], outcomes, strict=True):
         assert not isinstance(outcome, BaseException)
-        sent = pickle.loads(pickle.dumps(answer(submission, outcome)))
-        assert recorded(submission, sent) == outcome
+        sent = encode_answer(submission, outcome)
+        assert decode_answer(submission, sent[1:]) == outcome
     assert [r.created for r in outcomes[1]] == [False, True, True, False, False]  # type: ignore[union-attr]
 
 
