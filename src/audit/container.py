@@ -86,7 +86,7 @@ class Container(containers.DeclarativeContainer):
     )
 
     # One per process: concurrent requests share a transaction and its fsync; under
-    # `audit serve` on SQLite, every request of the host does, in the writer process.
+    # `audit serve`, every request of the server does, in the writer process.
     record_events = providers.Selector(
         config.writer,
         local=providers.Singleton(

@@ -84,9 +84,9 @@ class Settings:
     # Failed authentications from one client address within a minute before its requests
     # without a known token are answered 429 (0: never).
     auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 100, int)
-    # Set by `audit serve` on SQLite, not by the environment: the Unix socket of the one
-    # process that writes the file (adapters/writer.py). None: each process commits its
-    # own requests.
+    # Set by `audit serve`, not by the environment: the Unix socket of the one process
+    # that writes for the server (adapters/writer.py). None: each process commits its own
+    # requests.
     writer_socket: str | None = None
 
     @property

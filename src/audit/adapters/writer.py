@@ -1,14 +1,14 @@
-"""One writer per SQLite file: the server's workers hand it their events over a Unix socket.
+"""One writer per server: the workers hand it their events over a Unix socket.
 
-SQLite takes one writer at a time. With each worker process committing its own threads'
-requests, the workers took turns on the file's lock and each group held at most one
-worker's requests; every single-event POST paid a commit of its own pages (bench/README.md).
-`audit serve` on SQLite starts one writer process beside its workers; each worker thread
-checks and fingerprints its request itself (RecordEvents.submit, in parallel on every
-core), sends the Submission, and waits for the answer. The writer commits every request
-waiting at that moment in one transaction (RecordEvents.commit_group) and answers each
-only once the group is durable: a 201 still means on disk, and the chain, the tree and
-`seq` are made by one process in one order.
+With each worker process committing its own threads' requests, a group held at most one
+worker's requests, and on SQLite the workers took turns on the file's one write lock:
+every single-event POST paid nearly a commit of its own (bench/README.md). `audit serve`
+starts one writer process beside its workers; each worker thread checks and fingerprints
+its request itself (RecordEvents.submit, in parallel on every core), sends the Submission,
+and waits for the answer. The writer commits every request waiting at that moment in one
+transaction (RecordEvents.commit_group) and answers each only once the group is durable:
+a 201 still means on disk, and the chain, the tree and `seq` are made in one order. On
+PostgreSQL, writers of several servers still queue on their tenant's chain head.
 
 The socket lives in a folder only the service's user may enter (0700, made by
 tempfile.mkdtemp), so only the server's own processes can send on it.

@@ -20,7 +20,6 @@ import attrs
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from audit.adapters.sql import sqlite_file
 from audit.adapters.writer import listen
 from audit.adapters.writer import serve as writer_serve
 from audit.container import build_container
@@ -30,7 +29,7 @@ MAX_CONNECTIONS = 10_000
 
 
 class _WriterProcess:
-    """The SQLite writer (adapters/writer.py): forked by the master before its workers,
+    """The server's writer (adapters/writer.py): forked by the master before its workers,
     and again whenever it dies. The master made the listening socket and keeps it, so
     workers' connections wait in its backlog while a writer starts."""
 
@@ -202,8 +201,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
         # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
         options["child_exit"] = _mark_worker_dead
     writer = None
-    if sqlite_file(settings.database_url) is not None:
-        # One process writes the file; the workers hand it their events.
+    if settings.storage == "sql":
+        # One process writes for the server; the workers hand it their events.
         writer = _WriterProcess(settings, tempfile.mkdtemp(prefix="audit-writer-"))
         settings = attrs.evolve(settings, writer_socket=writer.path)
     master = os.getpid()

@@ -100,11 +100,13 @@ def test_a_worker_stopping_leaves_the_others_their_metrics_folder(start_server: 
     assert "Worker failed to boot" not in server.output()
 
 
-def test_the_writer_killed_under_load_is_replaced_and_loses_nothing(start_server: Any) -> None:
-    """On SQLite one writer process commits for every worker; the master starts another
-    when it dies. Requests meanwhile get a 503 with Retry-After (never a 500), every 201
-    is stored, and the chain holds."""
-    server = start_server(workers=2, threads=4)
+def test_the_writer_killed_under_load_is_replaced_and_loses_nothing(
+    start_server: Any, database_url: str
+) -> None:
+    """One writer process commits for every worker; the master starts another when it
+    dies. Requests meanwhile get a 503 with Retry-After (never a 500), every 201 is
+    stored, and the chain holds. On SQLite and PostgreSQL."""
+    server = start_server(database_url, workers=2, threads=4)
     token = server.bootstrap_token
     first = _writer_pid(server)
     assert first in _children(server.proc.pid)
