@@ -32,7 +32,7 @@ from audit.adapters.sql import (
     upgrade_schema,
 )
 from audit.adapters.sql import repositories as sql_repositories
-from audit.adapters.sql.ingest import existing_lookup
+from audit.adapters.sql.driver import existing_lookup
 from audit.adapters.sql.migrate import alembic_config
 from audit.adapters.sql.repositories import SqlEventRepository, prefix_upper_bound
 from audit.adapters.sql.schema import described_on, metadata

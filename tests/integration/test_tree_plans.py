@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
-from audit.adapters.sql.ingest import subtree_lookup
+from audit.adapters.sql.driver import subtree_lookup
 from audit.application.recording import RecordEvents
 from audit.domain.events import NewEvent, Party
 from audit.domain.tree import stored_frontier

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from audit.adapters.sql.ingest import IngestStatements
+from audit.adapters.sql.driver import IngestStatements, driver_rows
 from audit.adapters.sql.paging import (
     _EVENT_COLUMNS,
     _PAGE_STATEMENTS,
@@ -60,12 +60,12 @@ class SqlEventRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
-        # The append's statements, on the driver (ingest.py says why).
+        # The append's statements, on the driver (driver.py says why).
         self._ingest = IngestStatements(connection)
 
     def head(self, tenant: str) -> ChainHead:
-        row = self._conn.execute(_HEAD, {"tenant": tenant}).first()
-        return ChainHead() if row is None else ChainHead(row.seq, row.hash)
+        rows = driver_rows(self._conn, _HEAD, {"tenant": tenant})
+        return ChainHead(*rows[0]) if rows else ChainHead()
 
     def lock_head(self, tenant: str) -> ChainHead:
         found = self._ingest.lock_head(tenant)
@@ -104,8 +104,8 @@ class SqlEventRepository:
         return {row.seq: row.hash for row in rows}
 
     def get(self, tenant: str, event_id: str) -> Event | None:
-        row = self._conn.execute(_GET, {"tenant": tenant, "event_id": event_id}).first()
-        return None if row is None else row_event(row)
+        rows = driver_rows(self._conn, _GET, {"tenant": tenant, "event_id": event_id})
+        return row_event(rows[0]) if rows else None
 
     def page(self, tenant: str, where: EventFilter, page: PageRequest) -> list[Event]:
         return [row_event(row) for row in self._page_rows(tenant, where, page)]
@@ -137,7 +137,7 @@ class SqlEventRepository:
         statement = _PAGE_STATEMENTS.get(shape)
         if statement is None:
             statement = _PAGE_STATEMENTS[shape] = _page_statement(shape)
-        return self._conn.execute(statement, params).all()
+        return driver_rows(self._conn, statement, params)
 
     def _candidate_count(self, tenant: str, needle: str, limit: int) -> int | None:
         """How many events the trigram index offers for `needle`, counted no further than
@@ -177,7 +177,7 @@ class SqlEventRepository:
         else:
             params["q_phrase"] = fts5_phrase(needle)
         statement = _PG_CANDIDATE_COUNT if postgres else _SQLITE_CANDIDATE_COUNT
-        count = int(self._conn.execute(statement, params).scalar_one())
+        count = int(driver_rows(self._conn, statement, params)[0][0])
         return None if count > bound else count
 
     def tenants(self) -> list[str]:
