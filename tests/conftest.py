@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from audit.adapters.sql import upgrade_schema
+from audit.adapters.sql.search_index import stop_indexers
 
 POSTGRES_URL_ENV = "AUDIT_TEST_POSTGRES_URL"
 
@@ -51,9 +52,14 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """The URL of a fresh SQLite file (not created yet) in the test's own folder."""
-    return f"sqlite:///{tmp_path / 'audit.db'}"
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """The URL of a fresh SQLite file (not created yet) in the test's own folder.
+
+    A test that writes to it starts this process's `q` indexer for it (search_index.py):
+    stopped afterwards, so no thread outlives its test.
+    """
+    yield f"sqlite:///{tmp_path / 'audit.db'}"
+    stop_indexers()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -1,9 +1,10 @@
-"""The index behind `q`: both engines' plans use it, and SQLite's stays true to `events`.
+"""The index behind `q`: both engines' plans use it (SQLite's kept apart: test_search_index.py).
 
 Both engines answer a needle of 3 characters or more from their trigram index while it
-has few candidates (SQLite's FTS5 table events_fts, PostgreSQL's pg_trgm GIN index), and
-otherwise (a common or a shorter needle) walk the tenant's events in seq order until
-LIMIT; for that walk PostgreSQL's planner may still choose the index from its statistics.
+has few candidates (SQLite's FTS5 table search.events_trigrams, PostgreSQL's pg_trgm GIN
+index), and otherwise (a common or a shorter needle) walk the tenant's events in seq
+order until LIMIT; for that walk PostgreSQL's planner may still choose the index from its
+statistics.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ import attrs
 import pytest
 import sqlalchemy as sa
 
-from audit.adapters.clock import FixedClock
-from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.sql import (
+    create_engine_for,
+    sqlite_file,
+    upgrade_schema,
+)
 from audit.adapters.sql import repositories as sql_repositories
 from audit.adapters.sql.repositories import SqlEventRepository
-from audit.application.querying import QueryEvents
-from audit.application.recording import RecordEvents
+from audit.adapters.sql.search_index import SearchIndexer
 from audit.domain.chain import GENESIS_HASH
-from audit.domain.events import Event, NewEvent, Party, Source
+from audit.domain.events import Event, Party, Source
 from audit.domain.query import EventFilter, PageRequest, matches
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -59,6 +62,17 @@ def planned_event(n: int) -> Event:
 EVENTS = [planned_event(n) for n in range(COUNT)]
 
 
+def index_all(url: str) -> None:
+    """On SQLite, index every event now, as the background indexer would soon."""
+    database = sqlite_file(url)
+    if database is not None:
+        indexer = SearchIndexer(str(database))
+        try:
+            indexer.catch_up()
+        finally:
+            indexer.close()
+
+
 @pytest.fixture
 def planned(database_url: str) -> Iterator[sa.Engine]:
     """An engine on COUNT analysed events, in the state a running service keeps them."""
@@ -73,7 +87,9 @@ def planned(database_url: str) -> Iterator[sa.Engine]:
                 # proper, without which the planner rightly avoids a fresh GIN index.
                 connection.exec_driver_sql("VACUUM ANALYZE events")
             else:
-                connection.exec_driver_sql("ANALYZE")
+                # `main`: the search index is attached too, read only (search_index.py).
+                connection.exec_driver_sql("ANALYZE main")
+        index_all(database_url)
         yield engine
     finally:
         engine.dispose()
@@ -153,6 +169,7 @@ def fill_unanalysed(url: str) -> sa.Engine:
     engine = create_engine_for(url)
     with engine.begin() as connection:
         SqlEventRepository(connection).add("acme", EVENTS, ["fp"] * COUNT, [])
+    index_all(url)
     return engine
 
 
@@ -177,7 +194,7 @@ def test_sqlite_drives_a_rare_needle_from_the_index_without_statistics(
         found, plan = page_and_plan(engine, where, page)
         assert [e.seq for e in found] == expected(where, page)
         assert found
-        assert plan[0].startswith("SCAN events_fts VIRTUAL TABLE"), plan
+        assert plan[0].startswith("SCAN search.events_trigrams VIRTUAL TABLE"), plan
         assert full_scans_of_events(plan) == [], plan
     finally:
         engine.dispose()
@@ -197,7 +214,7 @@ def test_a_rare_needle_is_found_through_the_index(
     else:
         # Driven by the index: its candidates first, each event fetched by rowid, in
         # the index's rowid order, which is seq order: nothing read beyond the page.
-        assert plan[0].startswith("SCAN events_fts VIRTUAL TABLE"), plan
+        assert plan[0].startswith("SCAN search.events_trigrams VIRTUAL TABLE"), plan
         assert plan[1] == "SEARCH events USING INTEGER PRIMARY KEY (rowid=?)", plan
         assert not any("TEMP B-TREE" in line for line in plan), plan
 
@@ -220,7 +237,7 @@ def test_a_common_or_short_needle_walks_the_log_in_seq_order(
         assert plan["Node Type"] == "Limit", plan
         assert "Sort" not in kinds, plan
     else:
-        assert all("events_fts" not in line for line in plan), plan
+        assert all("events_trigrams" not in line for line in plan), plan
         assert not any("TEMP B-TREE" in line for line in plan), plan
 
 
@@ -363,57 +380,3 @@ def test_postgres_answers_a_needle_in_no_event_from_the_count_alone(clustered: s
     assert GIN_INDEX in {n.get("Index Name") for n in plan_nodes(plan)}, plan
     # The incident's events hold every trigram of the needle, so the index hands them over.
     assert rows_read_from_events(plan) <= len(INCIDENT), plan
-
-
-# --- SQLite's index follows the table ---------------------------------------------------
-
-# FTS5 checks its index, and with rank 1 also that it holds exactly the external content;
-# SQLITE_CORRUPT otherwise.
-INTEGRITY_CHECK = "INSERT INTO events_fts(events_fts, rank) VALUES ('integrity-check', 1)"
-
-
-def test_the_sqlite_index_follows_edits_made_behind_the_service(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        storage = SqlUnitOfWorkFactory(engine)
-        texts = ["alpha original", "beta original", "gamma other"]
-        RecordEvents(storage, FixedClock(T0))(
-            "acme", [NewEvent(id=t, action="a", actor=Party(id="u"), description=t) for t in texts]
-        )
-        # Someone with the file rewrites one event and removes another.
-        with engine.begin() as connection:
-            connection.exec_driver_sql(
-                "UPDATE events SET description = 'tampered', search_text = 'tampered' WHERE seq = 1"
-            )
-            connection.exec_driver_sql("DELETE FROM events WHERE seq = 2")
-        with engine.begin() as connection:
-            connection.exec_driver_sql(INTEGRITY_CHECK)
-        query = QueryEvents(storage)
-        everything = PageRequest(limit=10)
-
-        def seqs(q: str) -> list[int]:
-            return [e.seq for e in query("acme", EventFilter(q=q), everything).events]
-
-        assert seqs("original") == []
-        assert seqs("tampered") == [1]
-        assert seqs("other") == [3]
-    finally:
-        engine.dispose()
-
-
-def test_integrity_check_would_see_an_index_out_of_step(sqlite_url: str) -> None:
-    # The test above leans on 'integrity-check' noticing a difference: show it does.
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        RecordEvents(SqlUnitOfWorkFactory(engine), FixedClock(T0))(
-            "acme", [NewEvent(id="a", action="a", actor=Party(id="u"), description="alpha")]
-        )
-        with engine.begin() as connection:
-            connection.exec_driver_sql("DROP TRIGGER events_fts_update")
-            connection.exec_driver_sql("UPDATE events SET search_text = 'omega'")
-        with pytest.raises(sa.exc.DatabaseError), engine.begin() as connection:
-            connection.exec_driver_sql(INTEGRITY_CHECK)
-    finally:
-        engine.dispose()

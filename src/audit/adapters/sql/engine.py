@@ -17,6 +17,7 @@ from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_ur
 from sqlalchemy.exc import SQLAlchemyError
 
 from audit.adapters.files import OWNER_ONLY, create_owner_only
+from audit.adapters.sql.search_index import attach_search_index
 from audit.domain.errors import StorageUnavailable
 
 # Execution option a unit of work sets on its Connection: on SQLite a writer begins
@@ -177,6 +178,8 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
                 dbapi_connection.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
 
     _writer_queues[engine] = WriterQueue(f"{url.database}-writer", lock_timeout_ms / 1000)
+    # After _configure: `q`'s index, in a file of its own (search_index.py).
+    attach_search_index(engine, None if url.query.get("uri") else url.database)
     return engine
 
 

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.sql.util import ClauseAdapter
 
 from audit.adapters.sql.rows import EVENT_COLUMNS
-from audit.adapters.sql.schema import event_targets, events_fts
+from audit.adapters.sql.schema import event_targets
 from audit.adapters.sql.schema import events as events_table
 from audit.adapters.sql.search import (
+    TAIL_ROWID,
     _pg_candidates,
     _pg_contains,
     _sqlite_search,
@@ -21,6 +22,7 @@ from audit.adapters.sql.search import (
     like_escaped,
     prefix_upper_bound,
 )
+from audit.adapters.sql.search_index import events_trigrams
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.time import to_micros
 
@@ -70,7 +72,9 @@ class _PageShape:
 
     dialect: str
     order: str
-    search: str | None  # how `q` is searched: None (no q), "few" candidates, or "walk"
+    # How `q` is searched: None (no q), "few" candidates, or "walk"; on SQLite also the
+    # "tail" of events its index does not hold yet, read apart from the "few".
+    search: str | None
     names: frozenset[str]  # the parameters given (_page_parameters)
 
 
@@ -97,7 +101,7 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
         if shape.dialect == "postgresql":
             query = query.where(_pg_contains())  # the walk
         else:
-            query = _sqlite_search(query, few=search == "few")
+            query = _sqlite_search(query, search)
     seq = rows.c.seq
     if "target_id" in names:
         # Driven by event_targets' key (tenant, target_id, seq): it yields the target's
@@ -128,11 +132,13 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
     if search == "few" and shape.dialect == "sqlite":
         # In the index's own order, which is the log's: the page ends with its last
         # event, instead of every candidate being read and sorted (bench/README.md has the
-        # figures). events_fts's rowids are events' rowids, and
+        # figures). events_trigrams's rowids are events' rowids, and
         # SQLite gives a new row the largest rowid yet; events are never deleted, and
         # each tenant's are inserted in seq order. So rowid order is seq order within a
         # tenant: the same invariant that makes the index's rowids name the right events.
-        seq = events_fts.c.rowid
+        seq = events_trigrams.c.rowid
+    elif search == "tail":
+        seq = TAIL_ROWID  # the same order, read from the range of rowids
     order = seq.asc() if shape.order == "asc" else seq.desc()
     return query.order_by(order).limit(sa.bindparam("limit", type_=sa.Integer()))
 

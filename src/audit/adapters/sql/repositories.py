@@ -125,31 +125,56 @@ class SqlEventRepository:
         # (or a needle the index cannot narrow) by a walk of the tenant's events in seq
         # order, which LIMIT and the keyset end as soon as a page is found.
         search = None
+        upto = tail = 0
         if needle is not None:
             if string_problem(needle) is not None:
                 return ()  # stored text holds no NUL or lone surrogate
-            candidates = self._candidate_count(tenant, needle, page.limit)
+            candidates, upto, tail = self._candidate_count(tenant, needle, page.limit)
             if candidates == 0:
                 return ()  # whatever the other filters
             search = "walk" if candidates is None else "few"
         params = _page_parameters(tenant, where, page, needle)
+        if search != "few" or self._conn.dialect.name != "sqlite":
+            return self._rows(search, page, params)
+        # SQLite: the index holds the events up to rowid `upto`; those after it (the tail,
+        # not indexed yet) are read apart. Within a tenant rowid order is seq order
+        # (paging.py), so every event of the tail comes after every indexed one: a page
+        # is the first part's events, then the second's, up to the limit.
+        params["upto"] = upto
+        parts = ["few", "tail"] if page.order == "asc" else ["tail", "few"]
+        rows: list[Sequence[Any]] = []
+        for part in parts:
+            if part == "tail" and tail == 0:
+                continue
+            rows += self._rows(part, page, {**params, "limit": page.limit - len(rows)})
+            if len(rows) >= page.limit:
+                break
+        return rows
+
+    def _rows(
+        self, search: str | None, page: PageRequest, params: dict[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of the page statement of `search`, with `params`."""
         shape = _PageShape(self._conn.dialect.name, page.order, search, frozenset(params))
         statement = _PAGE_STATEMENTS.get(shape)
         if statement is None:
             statement = _PAGE_STATEMENTS[shape] = _page_statement(shape)
         return driver_rows(self._conn, statement, params)
 
-    def _candidate_count(self, tenant: str, needle: str, limit: int) -> int | None:
+    def _candidate_count(self, tenant: str, needle: str, limit: int) -> tuple[int | None, int, int]:
         """How many events the trigram index offers for `needle`, counted no further than
         the bound a page of `limit` may collect (see candidates_bound): None where the
-        index cannot narrow the search, or holds more than that.
+        index cannot narrow the search, or holds more than that. With it, on SQLite, how
+        far the index goes (the rowid of the last event it holds) and how many events
+        come after that, which count as candidates too (0 and 0 on PostgreSQL).
 
         A needle shorter than 3 characters has no trigram; pg_trgm takes trigrams from
         the words (letters and digits) of a needle only, so without any its index would
         hand over every event; and no stored text holds a NUL or a lone surrogate, which
         _page_rows() answers without looking.
 
-        SQLite counts over every tenant: a cheap look at events_fts. PostgreSQL counts the
+        SQLite counts over every tenant: a cheap look at the index (search_index.py), and
+        at the range of rowids it does not hold yet. PostgreSQL counts the
         tenant's events (`_pg_candidates`): how far the walk reads depends on how common
         the needle is in this tenant's log, and a needle common in another tenant must not
         send this one's search on a walk of its whole log. Its index holds every tenant's
@@ -166,19 +191,20 @@ class SqlEventRepository:
         once counted, once filtered and sorted.
         """
         if len(needle) < TRIGRAM or string_problem(needle) is not None:
-            return None
+            return None, 0, 0
         postgres = self._conn.dialect.name == "postgresql"
         if postgres and not any(c.isalnum() for c in needle):
-            return None
+            return None, 0, 0
         bound = candidates_bound(self.head(tenant).seq, limit)
         params: dict[str, Any] = {"tenant": tenant, "bound": bound + 1}
         if postgres:
             params["q_escaped"] = like_escaped(needle)
-        else:
-            params["q_phrase"] = fts5_phrase(needle)
-        statement = _PG_CANDIDATE_COUNT if postgres else _SQLITE_CANDIDATE_COUNT
-        count = int(driver_rows(self._conn, statement, params)[0][0])
-        return None if count > bound else count
+            count = int(driver_rows(self._conn, _PG_CANDIDATE_COUNT, params)[0][0])
+            return None if count > bound else count, 0, 0
+        params["q_phrase"] = fts5_phrase(needle)
+        [(upto, hits, tail)] = driver_rows(self._conn, _SQLITE_CANDIDATE_COUNT, params)
+        count = int(hits) + int(tail)
+        return None if count > bound else count, int(upto), int(tail)
 
     def tenants(self) -> list[str]:
         rows = self._conn.execute(sa.select(chain_heads.c.tenant).where(chain_heads.c.seq > 0))

@@ -49,7 +49,7 @@ events = sa.Table(
     sa.Index("ix_events_tenant_outcome_seq", "tenant", "outcome", "seq"),
     sa.Index("ix_events_tenant_occurred_at_us", "tenant", "occurred_at_us"),
     # `q` on PostgreSQL: pg_trgm's trigram index answers `search_text LIKE '%...%'`.
-    # SQLite has its own index for `q`, events_fts below.
+    # SQLite's index for `q` is in a file of its own (search_index.py).
     sa.Index(
         "ix_events_search_text_trgm",
         "search_text",
@@ -59,13 +59,6 @@ events = sa.Table(
         postgresql_with={"gin_pending_list_limit": 1024},
     ).ddl_if(dialect="postgresql"),
 )
-
-# `q` on SQLite: an FTS5 table with the trigram tokenizer over events.search_text, as an
-# external-content table (it stores no copy of the text; its rowids are events' rowids),
-# kept in step by triggers. Made by migration 0003 and outside `metadata`, because
-# SQLAlchemy can describe neither a virtual table nor triggers; the hidden column named
-# like the table is the left operand of MATCH.
-events_fts = sa.table("events_fts", sa.column("rowid"), sa.column("events_fts"))
 
 # One row per distinct target id of an event, so `target_id` filtering is index-backed.
 event_targets = sa.Table(
@@ -148,16 +141,14 @@ SIGNING_KEY_ROW_ID = 1
 def described_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's `include_object`: the schema items `metadata` describes on `dialect`.
 
-    Autogenerate and compare_metadata would otherwise propose dropping what migrations
-    make but `metadata` cannot hold: SQLite's `events_fts` and the shadow tables FTS5
-    keeps its index in (`events_fts_data`, `_idx`, `_docsize`, `_config`), and items
-    declared for another dialect (the pg_trgm index; alembic does not honour ddl_if, as
-    create_all does).
+    Autogenerate and compare_metadata would otherwise propose dropping items declared
+    for another dialect (the pg_trgm index; alembic does not honour ddl_if, as create_all
+    does). Nothing else lives outside `metadata`: SQLite's index for `q` (an FTS5 table,
+    which SQLAlchemy cannot describe; migrations 0003 to 0006 kept one in `events_fts`,
+    0007 dropped it) is in a file of its own, search_index.py, made by its indexer.
     """
 
     def include(item: Any, name: str | None, type_: str, reflected: bool, other: Any) -> bool:
-        if type_ == "table" and name is not None and name.startswith("events_fts"):
-            return False
         only_on = getattr(getattr(item, "_ddl_if", None), "dialect", None)
         return only_on is None or only_on == dialect
 

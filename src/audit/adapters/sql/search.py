@@ -1,5 +1,6 @@
-"""Searching events for text (`q`): SQLite's FTS5 trigram index and PostgreSQL's pg_trgm,
-and the few-candidates-or-walk choice the page statement makes from them."""
+"""Searching events for text (`q`): SQLite's FTS5 trigram index (in a file of its own,
+search_index.py) and PostgreSQL's pg_trgm, and the few-candidates-or-walk choice the page
+statement makes from them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import Join
 
 from audit.adapters.sql.schema import events as events_table
-from audit.adapters.sql.schema import events_fts
+from audit.adapters.sql.search_index import events_trigrams, search_progress
 
 # SQLite's trigram index holds every 3-character run of the text: a shorter needle
 # contains no trigram, so the index cannot narrow the search for it.
@@ -117,29 +118,75 @@ def _count_of(candidates: sa.Select[Any]) -> sa.Select[Any]:
     return sa.select(sa.func.count()).select_from(first)
 
 
+# SQLite: the events' rowids the index holds (<= :upto), and the rowid of an event.
+_UPTO = sa.bindparam("upto", type_=sa.Integer())
+EVENTS_ROWID = sa.literal_column("events.rowid", sa.Integer())
+# The events the index does not hold yet, by rowid.
+_TAIL = events_table.alias("tail")
+TAIL_ROWID = sa.literal_column("tail.rowid", sa.Integer())
+# How far the index goes: no row (0) if the event it stopped at is not the one it indexed
+# (the database was restored from a backup, say), until the indexer has rebuilt it.
+_INDEXED_UPTO = sa.func.coalesce(
+    sa.select(search_progress.c.indexed_upto)
+    .select_from(
+        search_progress.join(
+            events_table,
+            sa.and_(
+                search_progress.c.indexed_upto == EVENTS_ROWID,
+                events_table.c.hash == search_progress.c.last_hash,
+            ),
+        )
+    )
+    .correlate(None)
+    .scalar_subquery(),
+    0,
+)
+
 # _candidate_count's statements: SQLite's over every tenant, PostgreSQL's over the tenant's.
-_SQLITE_CANDIDATE_COUNT = _count_of(
-    sa.select(events_fts.c.rowid).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
+# SQLite's gives how far the index goes (bound as :upto in every statement of the page,
+# so they all agree), the index's candidates up to there and, apart, how many events come
+# after it (the tail), which a page with few candidates reads too.
+_SQLITE_CANDIDATE_COUNT = sa.select(
+    _INDEXED_UPTO,
+    _count_of(
+        sa.select(events_trigrams.c.rowid).where(
+            events_trigrams.c.events_trigrams.match(sa.bindparam("q_phrase")),
+            events_trigrams.c.rowid <= _INDEXED_UPTO,
+        )
+    ).scalar_subquery(),
+    _count_of(
+        sa.select(EVENTS_ROWID).select_from(events_table).where(EVENTS_ROWID > _INDEXED_UPTO)
+    ).scalar_subquery(),
 )
 _PG_CANDIDATES = _pg_candidates(events_table.c.seq)
 _PG_CANDIDATE_COUNT = _count_of(sa.select(_PG_CANDIDATES.c.seq))
 
 
-def _sqlite_search(query: sa.Select[Any], few: bool) -> sa.Select[Any]:
-    """`query` narrowed to events whose search_text holds :q_needle; with `few`
-    candidates, driven by the trigram index.
+def _sqlite_search(query: sa.Select[Any], search: str) -> sa.Select[Any]:
+    """`query` narrowed to events whose search_text holds :q_needle: with "few"
+    candidates, driven by the trigram index, among the events it holds (rowid <= :upto);
+    for the "tail", among the events it does not hold yet (rowid > :upto); for a "walk",
+    among every event.
 
     search_text is stored lower-cased and the needle is lower-cased, so this is exactly
     the substring test of audit.domain.query.matches. Whatever narrows the rows, the exact
     test decides: FTS5 folds case its own way, so its candidates are only a superset.
     """
     query = query.where(sa.func.instr(events_table.c.search_text, sa.bindparam("q_needle")) > 0)
-    if not few:
+    if search == "walk":
         return query
+    if search == "tail":
+        # The events written since the indexer last caught up, few (_candidate_count
+        # counted them): a range of rowids, looped over first as the index's candidates
+        # are (on its own, `events` would be read through another filter's index, every
+        # event of the tenant tested for its rowid), in rowid order (_page_statement).
+        return query.select_from(
+            _LeftFirstJoin(_TAIL, events_table, EVENTS_ROWID == TAIL_ROWID)
+        ).where(TAIL_ROWID > _UPTO)
     # Few candidates: loop over them first (CROSS JOIN keeps SQLite from walking an
     # index of another filter instead) and fetch each event by rowid, in the index's
     # rowid order (_page_statement).
-    hits = events_fts.c.rowid
+    hits = events_trigrams.c.rowid
     return query.select_from(
-        _LeftFirstJoin(events_fts, events_table, sa.literal_column("events.rowid") == hits)
-    ).where(events_fts.c.events_fts.match(sa.bindparam("q_phrase")))
+        _LeftFirstJoin(events_trigrams, events_table, hits == EVENTS_ROWID)
+    ).where(events_trigrams.c.events_trigrams.match(sa.bindparam("q_phrase")), hits <= _UPTO)

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
 from audit.adapters.sql.repositories import SqlEventRepository
+from audit.adapters.sql.search_index import indexer_starter
 from audit.adapters.sql.tokens import SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
@@ -121,8 +122,12 @@ class SqlUnitOfWorkFactory:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # A process that writes events keeps SQLite's `q` index (search_index.py).
+        self._start_indexer = indexer_starter(engine.url)
 
     def __call__(self, write: bool = False) -> SqlUnitOfWork:
+        if write:
+            self._start_indexer()
         return SqlUnitOfWork(self.engine, write)
 
 
