@@ -84,7 +84,13 @@ def test_a_worker_stopping_leaves_the_others_their_metrics_folder(start_server: 
     # metrics folder on its way out, and the worker started in its place failed to boot.
     server = start_server(workers=2)
     writer = _writer_pid(server)
-    workers = [pid for pid in _children(server.proc.pid) if pid != writer]
+    # Ready means one worker answered; on a busy machine the other may still be forking.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = [pid for pid in _children(server.proc.pid) if pid != writer]
+        if len(workers) == 2:
+            break
+        time.sleep(0.1)
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGTERM)
     deadline = time.monotonic() + 30
