@@ -13,14 +13,12 @@ import pytest
 
 from audit.adapters.clock import FixedClock
 from audit.adapters.memory import InMemoryUnitOfWorkFactory
-from audit.adapters.writer import (
-    WriterClient,
+from audit.adapters.writer import WriterClient, listen, serve
+from audit.adapters.writer_wire import (
     decode_answer,
     decode_submission,
     encode_answer,
     encode_submission,
-    listen,
-    serve,
 )
 from audit.application.querying import VerifyChain
 from audit.application.recording import Outcome, RecordEvents, Submission

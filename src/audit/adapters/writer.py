@@ -18,198 +18,36 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import marshal
 import os
 import pickle
 import select
 import selectors
 import socket
-import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
-from typing import Any
 
+from audit.adapters.writer_wire import (
+    ANSWER,
+    LENGTH,
+    decode_answer,
+    decode_submission,
+    encode_answer,
+    encode_error,
+    encode_submission,
+    frame,
+    receive,
+)
 from audit.application.recording import Outcome, Recorded, RecordEvents, Submission
 from audit.domain.errors import AuditError, StorageUnavailable
-from audit.domain.events import (
-    CanonicalMetadata,
-    Event,
-    NewEvent,
-    Party,
-    Source,
-    UnsealedEvent,
-    canonical_metadata,
-)
-from audit.domain.time import from_micros, to_micros
+from audit.domain.events import NewEvent
 
 log = logging.getLogger("audit.writer")
 
-
-# The wire: a frame is a 4-byte big-endian length, a kind byte and a body. Submissions and
-# answers are plain tuples in marshal's format (a single event's submission crosses in a
-# quarter of pickle's time: 10 us against 40); an error, rare, is a pickle of it.
-_SUBMISSION, _ANSWER, _ERROR = b"S", b"A", b"E"
-
-
-def _party(party: Party) -> tuple[str, str | None, str | None]:
-    return party.id, party.type, party.name
-
-
-def _micros(moment: datetime | None) -> int | None:
-    return None if moment is None else to_micros(moment)
-
-
-def _moment(micros: int | None) -> datetime | None:
-    return None if micros is None else from_micros(micros)
-
-
-def encode_submission(submission: Submission) -> bytes:
-    events = [
-        (
-            e.action,
-            _party(e.actor),
-            e.id,
-            [_party(t) for t in e.targets],
-            _micros(e.occurred_at),
-            e.outcome,
-            (e.source.ip, e.source.user_agent),
-            e.description,
-            dict(e.metadata),
-            canonical_metadata(e),
-        )
-        for e in submission.events
-    ]
-    s = submission
-    return _SUBMISSION + marshal.dumps((s.tenant, s.ids, s.fingerprints, s.first_of, events))
-
-
-def decode_submission(body: bytes) -> Submission:
-    tenant, ids, fingerprints, first_of, events = marshal.loads(body)  # noqa: S302 (ours)
-    return Submission(
-        tenant,
-        [
-            NewEvent(
-                action,
-                Party(*actor),
-                event_id,
-                tuple([Party(*t) for t in targets]),
-                _moment(occurred_at),
-                outcome,
-                Source(*source),
-                description,
-                CanonicalMetadata(metadata, canonical),
-            )
-            for (
-                action,
-                actor,
-                event_id,
-                targets,
-                occurred_at,
-                outcome,
-                source,
-                description,
-                metadata,
-                canonical,
-            ) in events
-        ],
-        ids,
-        fingerprints,
-        first_of,
-    )
-
-
-def _event_tuple(e: Event) -> tuple[Any, ...]:
-    return (
-        e.id,
-        e.seq,
-        e.tenant,
-        e.action,
-        _party(e.actor),
-        [_party(t) for t in e.targets],
-        e.outcome,
-        to_micros(e.occurred_at),
-        to_micros(e.received_at),
-        (e.source.ip, e.source.user_agent),
-        e.description,
-        dict(e.metadata),
-        e.prev_hash,
-        e.hash,
-    )
-
-
-def _tuple_event(fields: Sequence[Any]) -> Event:
-    (event_id, seq, tenant, action, actor, targets, outcome, occurred_at, received_at) = fields[:9]
-    source, description, metadata, prev_hash, hash_ = fields[9:]
-    return Event(
-        event_id,
-        seq,
-        tenant,
-        action,
-        Party(*actor),
-        tuple([Party(*t) for t in targets]),
-        outcome,
-        from_micros(occurred_at),
-        from_micros(received_at),
-        Source(*source),
-        description,
-        metadata,
-        prev_hash,
-        hash_,
-    )
-
-
-def encode_answer(submission: Submission, recorded: list[Recorded]) -> bytes:
-    """The answer to a request that was recorded: its place for each event this request
-    added (or repeated within itself), (seq, prev_hash, hash, created), with the group's
-    received_at; the whole Event for one stored before. The worker has the rest."""
-    received_at = 0
-    items: list[tuple[Any, ...]] = []
-    for i, r in enumerate(recorded):
-        first = submission.first_of[i]
-        if r.created or (first != i and recorded[first].created):
-            received_at = to_micros(r.event.received_at)
-            items.append((r.event.seq, r.event.prev_hash, r.event.hash, r.created))
-        else:
-            items.append(_event_tuple(r.event))
-    return _ANSWER + marshal.dumps((received_at, items))
-
-
-def decode_answer(submission: Submission, body: bytes) -> list[Recorded]:
-    """The worker's Recorded list from the writer's answer."""
-    received_micros, items = marshal.loads(body)  # noqa: S302 (from the writer)
-    received_at = from_micros(received_micros)
-    result = []
-    for i, item in enumerate(items):
-        if len(item) != 4:
-            result.append(Recorded(_tuple_event(item), created=False))
-            continue
-        seq, prev_hash, hash_, created = item
-        placed = UnsealedEvent.place(
-            submission.events[i],
-            event_id=submission.ids[i],
-            seq=seq,
-            tenant=submission.tenant,
-            received_at=received_at,
-        )
-        result.append(Recorded(placed.seal(prev_hash, hash_), created))
-    return result
-
-
-def _encode_error(error: AuditError | str) -> bytes:
-    return _ERROR + pickle.dumps(error, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-_LENGTH = struct.Struct(">I")
 # Requests of one group, in events (RecordEvents's GroupCommit default).
 MAX_GROUP_EVENTS = 5000
 # What a request is answered when the writer failed it with no AuditError: the worker
 # raises it, so the request is a 500 logged there, as any unexpected error.
 _FAILED = "the writer failed this group (see its log)"
-
-
-def _frame(data: bytes) -> bytes:
-    return _LENGTH.pack(len(data)) + data
 
 
 def _unavailable() -> StorageUnavailable:
@@ -228,18 +66,18 @@ class WriterClient:
 
     def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
         submission = self._submit(tenant, events)  # ValidationFailed raises here
-        frame = _frame(encode_submission(submission))
+        sent = frame(encode_submission(submission))
         connection = self._connection()
         try:
-            connection.sendall(frame)
-            answer = _receive(connection)
+            connection.sendall(sent)
+            answer = receive(connection)
         except (OSError, EOFError):
             # The writer went away (or took longer than any lock may): whether the group
             # was committed is unknown, as when a connection to a database drops. A retry
             # with the same ids is answered as duplicates if it was.
             self._drop()
             raise _unavailable() from None
-        if answer[:1] == _ANSWER:
+        if answer[:1] == ANSWER:
             return decode_answer(submission, answer[1:])
         error = pickle.loads(answer[1:])  # noqa: S301 (the writer, through a private socket)
         if isinstance(error, AuditError):
@@ -271,22 +109,6 @@ class WriterClient:
             connection.close()
 
 
-def _receive(connection: socket.socket) -> bytes:
-    header = _read_exactly(connection, _LENGTH.size)
-    return _read_exactly(connection, _LENGTH.unpack(header)[0])
-
-
-def _read_exactly(connection: socket.socket, size: int) -> bytes:
-    chunks = []
-    while size:
-        chunk = connection.recv(min(size, 1 << 20))
-        if not chunk:
-            raise EOFError("the writer closed the connection")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
 def listen(path: str) -> socket.socket:
     """The writer's listening socket at `path` (a stale one is replaced)."""
     if os.path.exists(path):
@@ -307,12 +129,12 @@ class _Peer:
     def frames(self) -> list[bytes]:
         """The whole frames received so far, taken out of the buffer."""
         found = []
-        while len(self.buffer) >= _LENGTH.size:
-            (size,) = _LENGTH.unpack_from(self.buffer)
-            end = _LENGTH.size + size
+        while len(self.buffer) >= LENGTH.size:
+            (size,) = LENGTH.unpack_from(self.buffer)
+            end = LENGTH.size + size
             if len(self.buffer) < end:
                 break
-            found.append(bytes(self.buffer[_LENGTH.size : end]))
+            found.append(bytes(self.buffer[LENGTH.size : end]))
             del self.buffer[:end]
         return found
 
@@ -426,10 +248,10 @@ def _commit(
         refused = next((o for o in outcomes if isinstance(o, StorageUnavailable)), None)
     for (peer, submission), outcome in zip(group, outcomes, strict=True):
         if isinstance(outcome, AuditError | str):
-            sent = _encode_error(outcome)
+            sent = encode_error(outcome)
         else:
             sent = encode_answer(submission, outcome)
         # A worker gone meanwhile: the selector drops its connection.
         with contextlib.suppress(OSError):
-            peer.connection.sendall(_frame(sent))
+            peer.connection.sendall(frame(sent))
     return refused
