@@ -23,6 +23,11 @@ start (meanwhile `q` reads the unindexed events directly), and backups may leave
 The service never updates or deletes an event. Text someone writes into an indexed event
 behind its back is found only once the index is rebuilt (delete the file); a search never
 returns an event whose text does not hold the needle, as each candidate is checked.
+
+One module though over 400 lines: the file, its tables, the indexer thread and the
+per-process registry share one lock file and one set of fork rules (an indexer stopped
+before a fork, its lock left to the parent after it); apart, each would reach into the
+others' private state.
 """
 
 from __future__ import annotations
