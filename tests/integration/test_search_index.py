@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.engine import Engine
 from tests.integration.test_search_plans import page_and_statements
 
 from audit.adapters.clock import FixedClock
@@ -46,15 +47,22 @@ NEEDLES = ["needle", "NEEDLE in", "hay", "haystack 1", "zzz-nowhere", "ne"]
 
 
 @pytest.fixture
-def manual(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Any]]:
-    """A database whose indexer runs only when the test says (no background thread)."""
-    monkeypatch.setattr(search_index, "start_indexer", lambda database: None)
+def live(sqlite_url: str) -> Iterator[tuple[str, Engine]]:
+    """A migrated database file and an engine on it; its indexer starts with the first write."""
     upgrade_schema(sqlite_url)
     engine = create_engine_for(sqlite_url)
     try:
-        yield str(sqlite_file(sqlite_url)), SqlUnitOfWorkFactory(engine)
+        yield str(sqlite_file(sqlite_url)), engine
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def manual(live: tuple[str, Engine], monkeypatch: pytest.MonkeyPatch) -> tuple[str, Any]:
+    """A database whose indexer runs only when the test says (no background thread)."""
+    monkeypatch.setattr(search_index, "start_indexer", lambda database: None)
+    database, engine = live
+    return database, SqlUnitOfWorkFactory(engine)
 
 
 def write_interleaved(storage: Any, rounds: int = 30, prefix: str = "") -> dict[str, list[Event]]:
@@ -174,119 +182,102 @@ def test_a_page_reads_the_index_then_the_tail_by_rowid(manual: tuple[str, Any]) 
             assert not any("TEMP B-TREE" in line for line in plan), plans
 
 
-def test_the_indexer_catches_up_soon_after_a_commit(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    database = str(sqlite_file(sqlite_url))
-    engine = create_engine_for(sqlite_url)
-    try:
-        storage = SqlUnitOfWorkFactory(engine)
-        record = RecordEvents(storage, FixedClock(T0))
-        # The first write starts this process's indexer.
-        record("acme", [NewEvent(id="e-1", action="a", actor=Party(id="u"), description="x")])
-        wait_until_indexed(database, timeout_s=5)
-        for n in range(3):
-            record(
-                "acme",
-                [
-                    NewEvent(
-                        id=f"n-{n}", action="a", actor=Party(id="u"), description=f"late needle {n}"
-                    )
-                ],
-            )
-            began = time.monotonic()
-            wait_until_indexed(database, timeout_s=5)
-            assert time.monotonic() - began < 2  # it polls every 0.15 s
-        # The engine's connections read the index (attached since the file exists).
-        with engine.connect() as connection:
-            upto = connection.exec_driver_sql(
-                "SELECT indexed_upto FROM search.search_progress"
-            ).scalar_one()
-            hits = connection.exec_driver_sql(
-                "SELECT count(*) FROM search.events_trigrams WHERE events_trigrams MATCH"
-                " '\"late needle\"'"
-            ).scalar_one()
-        assert (upto, hits) == (4, 3)
-        page = QueryEvents(storage)("acme", EventFilter(q="late needle"), PageRequest(limit=10))
-        assert [e.id for e in page.events] == ["n-2", "n-1", "n-0"]
-    finally:
-        engine.dispose()
-
-
-def test_the_files_are_the_owners_only(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    database = str(sqlite_file(sqlite_url))
-    engine = create_engine_for(sqlite_url)
-    try:
-        RecordEvents(SqlUnitOfWorkFactory(engine), FixedClock(T0))(
-            "acme", [NewEvent(id="e", action="a", actor=Party(id="u"), description="text")]
+def test_the_indexer_catches_up_soon_after_a_commit(live: tuple[str, Engine]) -> None:
+    database, engine = live
+    storage = SqlUnitOfWorkFactory(engine)
+    record = RecordEvents(storage, FixedClock(T0))
+    # The first write starts this process's indexer.
+    record("acme", [NewEvent(id="e-1", action="a", actor=Party(id="u"), description="x")])
+    wait_until_indexed(database, timeout_s=5)
+    for n in range(3):
+        record(
+            "acme",
+            [
+                NewEvent(
+                    id=f"n-{n}", action="a", actor=Party(id="u"), description=f"late needle {n}"
+                )
+            ],
         )
+        began = time.monotonic()
         wait_until_indexed(database, timeout_s=5)
-        for path in (search_file(database), search_file(database) + ".lock"):
-            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
-        # Nothing left behind of making the file.
-        assert sorted(p.name for p in Path(database).parent.glob("*.new*")) == []
-    finally:
-        engine.dispose()
+        assert time.monotonic() - began < 2  # it polls every 0.15 s
+    # The engine's connections read the index (attached since the file exists).
+    with engine.connect() as connection:
+        upto = connection.exec_driver_sql(
+            "SELECT indexed_upto FROM search.search_progress"
+        ).scalar_one()
+        hits = connection.exec_driver_sql(
+            "SELECT count(*) FROM search.events_trigrams WHERE events_trigrams MATCH"
+            " '\"late needle\"'"
+        ).scalar_one()
+    assert (upto, hits) == (4, 3)
+    page = QueryEvents(storage)("acme", EventFilter(q="late needle"), PageRequest(limit=10))
+    assert [e.id for e in page.events] == ["n-2", "n-1", "n-0"]
 
 
-def test_a_removed_or_damaged_search_file_is_rebuilt(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    database = str(sqlite_file(sqlite_url))
-    engine = create_engine_for(sqlite_url)
-    try:
-        storage = SqlUnitOfWorkFactory(engine)
-        record = RecordEvents(storage, FixedClock(T0))
-        stored = [
-            r.event
-            for r in record(
-                "acme",
-                [
-                    NewEvent(
-                        id=f"e-{n}", action="a", actor=Party(id="u"), description=f"needle {n}"
-                    )
-                    for n in range(50)
-                ],
-            )
-        ]
-        query = QueryEvents(storage)
-        where, page = EventFilter(q="needle 4"), PageRequest(limit=100, order="asc")
-        want = expected(stored, where, page)
-        wait_until_indexed(database, timeout_s=5)
-        assert query("acme", where, page).events == want
+def test_the_files_are_the_owners_only(live: tuple[str, Engine]) -> None:
+    database, engine = live
+    RecordEvents(SqlUnitOfWorkFactory(engine), FixedClock(T0))(
+        "acme", [NewEvent(id="e", action="a", actor=Party(id="u"), description="text")]
+    )
+    wait_until_indexed(database, timeout_s=5)
+    for path in (search_file(database), search_file(database) + ".lock"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    # Nothing left behind of making the file.
+    assert sorted(p.name for p in Path(database).parent.glob("*.new*")) == []
 
-        for damage in ("remove", "garble"):
-            path = search_file(database)
-            if damage == "remove":
-                for suffix in ("", "-wal", "-shm"):
-                    Path(path + suffix).unlink(missing_ok=True)
-            else:
-                Path(path + ".tmp").write_bytes(b"not a database at all " * 300)
-                os.replace(path + ".tmp", path)
-            assert query("acme", where, page).events == want  # meanwhile, read directly
-            # The indexer rebuilds it from the first event ...
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    if indexed_upto(database) == 50:
-                        break
-                except sqlite3.Error:
-                    pass
-                assert time.monotonic() < deadline, damage
-                time.sleep(0.05)
-            # ... and the engine's connections read the new file (one that found the
-            # damaged file tries again a second later).
-            while True:
-                with engine.connect() as connection:
-                    upto = connection.exec_driver_sql(
-                        "SELECT indexed_upto FROM search.search_progress"
-                    ).scalar_one()
-                if upto == 50:
+
+def test_a_removed_or_damaged_search_file_is_rebuilt(live: tuple[str, Engine]) -> None:
+    database, engine = live
+    storage = SqlUnitOfWorkFactory(engine)
+    record = RecordEvents(storage, FixedClock(T0))
+    stored = [
+        r.event
+        for r in record(
+            "acme",
+            [
+                NewEvent(id=f"e-{n}", action="a", actor=Party(id="u"), description=f"needle {n}")
+                for n in range(50)
+            ],
+        )
+    ]
+    query = QueryEvents(storage)
+    where, page = EventFilter(q="needle 4"), PageRequest(limit=100, order="asc")
+    want = expected(stored, where, page)
+    wait_until_indexed(database, timeout_s=5)
+    assert query("acme", where, page).events == want
+
+    for damage in ("remove", "garble"):
+        path = search_file(database)
+        if damage == "remove":
+            for suffix in ("", "-wal", "-shm"):
+                Path(path + suffix).unlink(missing_ok=True)
+        else:
+            Path(path + ".tmp").write_bytes(b"not a database at all " * 300)
+            os.replace(path + ".tmp", path)
+        assert query("acme", where, page).events == want  # meanwhile, read directly
+        # The indexer rebuilds it from the first event ...
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if indexed_upto(database) == 50:
                     break
-                assert time.monotonic() < deadline, damage
-                time.sleep(0.05)
-            assert query("acme", where, page).events == want, damage
-    finally:
-        engine.dispose()
+            except sqlite3.Error:
+                pass
+            assert time.monotonic() < deadline, damage
+            time.sleep(0.05)
+        # ... and the engine's connections read the new file (one that found the
+        # damaged file tries again a second later).
+        while True:
+            with engine.connect() as connection:
+                upto = connection.exec_driver_sql(
+                    "SELECT indexed_upto FROM search.search_progress"
+                ).scalar_one()
+            if upto == 50:
+                break
+            assert time.monotonic() < deadline, damage
+            time.sleep(0.05)
+        assert query("acme", where, page).events == want, damage
 
 
 def test_one_indexer_at_a_time(sqlite_url: str) -> None:
@@ -424,38 +415,29 @@ def test_text_changed_behind_the_service(manual: tuple[str, Any]) -> None:
         indexer.close()
 
 
-def test_reading_commands_make_no_search_file(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    database = str(sqlite_file(sqlite_url))
-    engine = create_engine_for(sqlite_url)
-    try:
-        with engine.connect() as connection:
-            # Without the file, an empty index in memory stands in: every event is tail.
-            assert (
-                connection.exec_driver_sql(
-                    "SELECT indexed_upto FROM search.search_progress"
-                ).scalar_one()
-                == 0
-            )
-        storage = SqlUnitOfWorkFactory(engine)
-        QueryEvents(storage)("acme", EventFilter(q="anything"), PageRequest(limit=10))
-        assert not os.path.exists(search_file(database))
-    finally:
-        engine.dispose()
-
-
-def test_stopping_the_indexers_ends_their_threads(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        RecordEvents(SqlUnitOfWorkFactory(engine), FixedClock(T0))(
-            "acme", [NewEvent(id="e", action="a", actor=Party(id="u"))]
+def test_reading_commands_make_no_search_file(live: tuple[str, Engine]) -> None:
+    database, engine = live
+    with engine.connect() as connection:
+        # Without the file, an empty index in memory stands in: every event is tail.
+        assert (
+            connection.exec_driver_sql(
+                "SELECT indexed_upto FROM search.search_progress"
+            ).scalar_one()
+            == 0
         )
-        assert any(t.name == "audit-search-indexer" for t in threading.enumerate())
-        stop_indexers()
-        assert not any(t.name == "audit-search-indexer" for t in threading.enumerate())
-    finally:
-        engine.dispose()
+    storage = SqlUnitOfWorkFactory(engine)
+    QueryEvents(storage)("acme", EventFilter(q="anything"), PageRequest(limit=10))
+    assert not os.path.exists(search_file(database))
+
+
+def test_stopping_the_indexers_ends_their_threads(live: tuple[str, Engine]) -> None:
+    _, engine = live
+    RecordEvents(SqlUnitOfWorkFactory(engine), FixedClock(T0))(
+        "acme", [NewEvent(id="e", action="a", actor=Party(id="u"))]
+    )
+    assert any(t.name == "audit-search-indexer" for t in threading.enumerate())
+    stop_indexers()
+    assert not any(t.name == "audit-search-indexer" for t in threading.enumerate())
 
 
 def test_a_database_restored_from_a_backup_is_indexed_again(manual: tuple[str, Any]) -> None:
