@@ -249,10 +249,15 @@ def test_failed_authentication_holds_an_address_off_but_not_its_tokens(
     monkeypatch.setenv("AUDIT_AUTH_FAILURE_LIMIT", str(limit))
     server = start_server(workers=2)
     token = server.bootstrap_token
-    for round_ in range(5):  # the token in use, known to both workers
+    # The token in use, known to both workers: which worker accepts a connection is
+    # gunicorn's (on a busy machine one may take every one of a round), so go on until
+    # both have served it; the rest of the test depends on it.
+    for round_ in range(30):
         assert spread(server, "/v1/events", token, f"use{round_}", 30) == [200] * 30
         if served_by_both_workers(by_request_id(server, f"use{round_}", 30)):
             break
+    else:
+        pytest.fail("30 rounds of 30 requests never reached both workers")
 
     statuses: list[int] = []
     for round_ in range(10):  # until both workers hold the address off
