@@ -1,17 +1,26 @@
-"""SqlRevocationEpoch: the one read every authenticated request makes, on each engine."""
+"""SqlRevocationEpoch: what every authenticated request asks, on each engine; on SQLite, kept
+while the revocation beacon (revocation_beacon.py) says no revocation has begun."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from audit.adapters.sql import SqlRevocationEpoch, SqlUnitOfWorkFactory, create_engine_for
+from audit.adapters.sql import (
+    SqlRevocationEpoch,
+    SqlUnitOfWorkFactory,
+    create_engine_for,
+    upgrade_schema,
+)
+from audit.adapters.sql.revocation_beacon import RevocationBeacon, revocation_beacon
 from audit.domain.errors import StorageUnavailable
 from audit.domain.tokens import Scope, Token
 
@@ -83,3 +92,101 @@ def test_storage_that_cannot_be_read_is_unavailable() -> None:
             SqlRevocationEpoch(engine).current()
     finally:
         engine.dispose()
+
+
+def bump_behind_its_back(engine: Engine, by: int) -> None:
+    """Advance the stored epoch as no revocation does: without a note in the beacon."""
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"UPDATE revocation_epoch SET epoch = epoch + {by}"))
+
+
+def test_sqlite_keeps_the_epoch_until_a_revocation_begins(sqlite_url: str) -> None:
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    try:
+        epoch = SqlRevocationEpoch(engine)
+        start = epoch.current()
+        bump_behind_its_back(engine, 10)
+        # Not read again: the beacon saw no revocation begin.
+        assert [epoch.current() for _ in range(3)] == [start] * 3
+        revoke_one(engine)  # noted in the beacon: the next call reads the table
+        assert epoch.current() == start + 11
+        # Another process's reader (a fresh one here) reads it at once too.
+        assert SqlRevocationEpoch(engine).current() == start + 11
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_reads_the_epoch_on_every_call(postgres_url: str) -> None:
+    # Its servers need not share a host, so no file can tell them.
+    upgrade_schema(postgres_url)
+    engine = create_engine_for(postgres_url)
+    try:
+        epoch = SqlRevocationEpoch(engine)
+        start = epoch.current()
+        bump_behind_its_back(engine, 10)
+        assert epoch.current() == start + 10
+    finally:
+        engine.dispose()
+
+
+def test_a_revocation_under_way_makes_every_call_read_the_table(sqlite_url: str) -> None:
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    try:
+        epoch = SqlRevocationEpoch(engine)
+        start = epoch.current()
+        beacon = revocation_beacon(engine.url)
+        assert beacon is not None
+        beacon.begin()  # and never ended, as by a revoker killed before its second note
+        for n in range(1, 4):
+            bump_behind_its_back(engine, 1)
+            assert epoch.current() == start + n
+    finally:
+        engine.dispose()
+
+
+def test_a_rolled_back_revocation_ends_its_note(sqlite_url: str) -> None:
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    try:
+        beacon = revocation_beacon(engine.url)
+        assert beacon is not None
+        assert beacon.readable()
+        storage = SqlUnitOfWorkFactory(engine)
+        with storage(write=True) as uow:
+            uow.tokens.revoke("tok_missing", T0)
+            assert beacon.settled() is None  # under way
+        assert beacon.settled() == beacon.begun() == 1
+    finally:
+        engine.dispose()
+
+
+def test_the_beacon_counts_every_note_of_concurrent_processes(tmp_path: Path) -> None:
+    beacon = RevocationBeacon(tmp_path / "db-revocations")
+    assert beacon.readable()
+    assert beacon.settled() == 0
+    context = multiprocessing.get_context("fork")
+    processes = [context.Process(target=_note, args=(beacon.path, 200)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert beacon.settled() == beacon.begun() == 600
+
+
+def _note(path: Path, times: int) -> None:
+    beacon = RevocationBeacon(path)
+    for _ in range(times):
+        beacon.begin()
+        beacon.end()
+
+
+def test_without_its_file_a_reader_reads_the_table(tmp_path: Path) -> None:
+    missing = tmp_path / "no such folder" / "db-revocations"
+    beacon = RevocationBeacon(missing)
+    assert not beacon.readable()
+    beacon.begin()  # no file, so no process can be trusting one: nothing to note
+    assert not missing.exists()

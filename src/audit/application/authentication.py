@@ -45,10 +45,11 @@ class Authenticate:
     Each process keeps the principals it found, by the hash of their secret. A kept one
     answers only while its token has not expired (checked on every call), it was loaded
     less than `ttl_s` ago (a backstop), and the revocation epoch is still the one read
-    before it was loaded. The epoch is read on every call from the storage every process
-    and server shares, and every revocation advances it in its own transaction: so a
-    request that begins after a revocation was acknowledged is refused, in any worker of
-    any server. Which token was revoked does not matter; the next call of each reloads.
+    before it was loaded. The epoch is asked on every call of the storage every process
+    and server shares (RevocationEpoch), and every revocation advances it in its own
+    transaction: so a request that begins after a revocation was acknowledged is refused,
+    in any worker of any server. Which token was revoked does not matter; the next call
+    of each reloads.
 
     Secrets without the token prefix, and unknown ones, are never kept: each costs a
     lookup (and the edge throttles a client address that sends many).

@@ -93,9 +93,10 @@ class RevocationEpoch(Protocol):
     """A counter that every token revocation advances in the revocation's transaction."""
 
     def current(self) -> int:
-        """The epoch as committed now, read from the storage every server shares (so a
-        revocation committed before the call is seen); StorageUnavailable if unreadable.
-        Meant to be read on every request: an adapter keeps it to one cheap read."""
+        """The epoch as committed now (so a revocation committed before the call is
+        seen), from the storage every server shares; StorageUnavailable if unreadable.
+        Meant to be asked on every request: an adapter keeps it to one cheap read, or to
+        none where every process that may revoke can tell the others (one SQLite file)."""
         ...
 
 

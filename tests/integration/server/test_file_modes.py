@@ -40,6 +40,12 @@ def test_a_fresh_server_makes_every_file_0600(tmp_path: Path) -> None:
     finally:
         server.stop()
     names = {path.name for path in made}
-    assert {"audit.db", "audit.db-wal", "audit.db-shm", "audit.db-writer"} <= names
+    assert {
+        "audit.db",
+        "audit.db-wal",
+        "audit.db-shm",
+        "audit.db-writer",
+        "audit.db-revocations",
+    } <= names
     assert any("key" in name for name in names), names
     assert {str(path): oct(mode) for path, mode in made.items() if mode != 0o600} == {}

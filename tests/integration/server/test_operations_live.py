@@ -1,6 +1,7 @@
 """Operating a real `audit serve` (2 workers, as it starts by default): revocation seen at
-once by every worker, /metrics summed over the workers, the access log, throttling of
-failed authentication, and reads that keep answering while the database takes no writes."""
+once by every worker (made through the API or by the command line), /metrics summed over
+the workers, the access log, throttling of failed authentication, and reads that keep
+answering while the database takes no writes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 import requests
-from tests.integration.server.support import bearer, event, sqlite_path
+from tests.integration.server.support import bearer, event, run_audit, sqlite_path
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("server")]
 
@@ -74,11 +75,9 @@ def make_token(server: Any, *scopes: str) -> dict[str, Any]:
     return made
 
 
-def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -> None:
-    server = start_server(workers=2)
-    made = make_token(server, "events:read")
-    # Used many times over, until both workers keep it (with a second round if the
-    # first happened to go to one worker only).
+def kept_by_both_workers(server: Any, made: dict[str, Any]) -> None:
+    """Use the token many times over, until both workers keep it (with another round if
+    one happened to go to one worker only)."""
     for round_ in range(5):
         statuses = spread(server, "/v1/events", made["token"], f"warm{round_}", 40)
         assert statuses == [200] * 40
@@ -87,6 +86,12 @@ def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -
             break
     assert served_by_both_workers(warm), "every request went to one worker"
     assert {r["token_id"] for r in warm} == {made["id"]}
+
+
+def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -> None:
+    server = start_server(workers=2)
+    made = make_token(server, "events:read")
+    kept_by_both_workers(server, made)
 
     revoked = requests.delete(
         f"{server.url}/v1/tokens/{made['id']}",
@@ -101,6 +106,21 @@ def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -
     assert served_by_both_workers(after)
     assert {r["auth"] for r in after} == {"invalid"}
     # Other tokens are untouched.
+    assert spread(server, "/v1/events", server.bootstrap_token, "other", 8) == [200] * 8
+
+
+def test_a_token_revoked_by_the_command_line_is_refused_at_once_by_every_worker(
+    start_server: Any,
+) -> None:
+    # Another process, outside the server: on SQLite the workers learn of it from the
+    # revocation beacon beside the database file, not from a read of every request.
+    server = start_server(workers=2)
+    made = make_token(server, "events:read")
+    kept_by_both_workers(server, made)
+    done = run_audit("tokens", "revoke", "--database-url", server.database_url, made["id"])
+    assert done.returncode == 0, done.stderr
+    assert spread(server, "/v1/events", made["token"], "after", 40) == [401] * 40
+    assert served_by_both_workers(by_request_id(server, "after", 40))
     assert spread(server, "/v1/events", server.bootstrap_token, "other", 8) == [200] * 8
 
 

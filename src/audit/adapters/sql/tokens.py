@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.engine import storage_unavailable
+from audit.adapters.sql.revocation_beacon import revocation_beacon
 from audit.adapters.sql.rows import row_token, token_row
 from audit.adapters.sql.schema import EPOCH_ROW_ID, revocation_epoch, tokens
 from audit.domain.errors import StorageUnavailable
@@ -45,10 +46,16 @@ _READ_EPOCH = f"SELECT epoch FROM revocation_epoch WHERE id = {EPOCH_ROW_ID}"  #
 
 
 class SqlTokenRepository:
-    """Tokens in the `tokens` table, found by id or by the hash of their secret."""
+    """Tokens in the `tokens` table, found by id or by the hash of their secret.
 
-    def __init__(self, connection: Connection) -> None:
+    `after_transaction`: the unit of work's list of what to call once its transaction
+    has ended (a revocation's note in the SQLite beacon, revocation_beacon.py)."""
+
+    def __init__(
+        self, connection: Connection, after_transaction: builtins.list[Callable[[], None]]
+    ) -> None:
         self._conn = connection
+        self._after_transaction = after_transaction
 
     def add(self, token: Token) -> None:
         self._conn.execute(sa.insert(tokens).values(token_row(token)))
@@ -72,6 +79,10 @@ class SqlTokenRepository:
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
     def revoke(self, token_id: str, at: datetime) -> None:
+        beacon = revocation_beacon(self._conn.engine.url)
+        if beacon is not None:
+            beacon.begin()
+            self._after_transaction.append(beacon.end)
         self._conn.execute(
             sa.update(tokens).where(tokens.c.id == token_id).values(revoked_at_us=to_micros(at))
         )
@@ -101,6 +112,9 @@ class SqlRevocationEpoch:
     are made as concurrent reads need them and at most `keep` stay open, so a server adds
     few PostgreSQL connections. A connection that fails is closed and the read tried once
     on a new one (a restarted PostgreSQL); then the error is StorageUnavailable.
+
+    On a SQLite file, the epoch read is kept for as long as the file's revocation beacon
+    says no revocation has begun since (revocation_beacon.py): most calls read no table.
     """
 
     def __init__(self, engine: Engine, keep: int = 4) -> None:
@@ -108,8 +122,24 @@ class SqlRevocationEpoch:
         self._keep = keep
         self._idle: list[Any] = []  # list.pop() and append() are atomic: no lock
         self._pid = os.getpid()
+        self._beacon = revocation_beacon(engine.url)
+        # (the beacon's `begun` when it was settled, the epoch read after it)
+        self._kept: tuple[int, int] | None = None
 
     def current(self) -> int:
+        beacon = self._beacon
+        if beacon is None or not beacon.readable():
+            return self._read_database()
+        kept = self._kept  # one read of the attribute: a tuple another thread replaces whole
+        if kept is not None and kept[0] == beacon.begun():
+            return kept[1]
+        settled = beacon.settled()
+        epoch = self._read_database()
+        if settled is not None:
+            self._kept = (settled, epoch)
+        return epoch
+
+    def _read_database(self) -> int:
         connection = None
         try:
             connection = self._take()
@@ -180,4 +210,4 @@ if TYPE_CHECKING:
     def _fits_the_ports(
         connection: Connection, engine: Engine
     ) -> tuple[TokenRepository, RevocationEpoch]:
-        return SqlTokenRepository(connection), SqlRevocationEpoch(engine)
+        return SqlTokenRepository(connection, []), SqlRevocationEpoch(engine)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -15,6 +17,8 @@ from audit.adapters.sql.search_index import indexer_starter
 from audit.adapters.sql.tokens import SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
+
+logger = logging.getLogger(__name__)
 
 
 class SqlUnitOfWork:
@@ -36,6 +40,8 @@ class SqlUnitOfWork:
         self._connection: Connection | None = None
         self._queue = writer_queue(engine) if write else None
         self._turn: int | None = None
+        # Called once the transaction has ended, whether it committed or not.
+        self._after_transaction: list[Callable[[], None]] = []
         self.committed = False
 
     def __enter__(self) -> Self:
@@ -64,7 +70,7 @@ class SqlUnitOfWork:
             raise
         self._connection = connection
         self.events = SqlEventRepository(connection)
-        self.tokens = SqlTokenRepository(connection)
+        self.tokens = SqlTokenRepository(connection, self._after_transaction)
         return self
 
     def __exit__(
@@ -81,11 +87,21 @@ class SqlUnitOfWork:
             finally:
                 connection.close()
                 self._leave_queue()
+                self._run_after_transaction()
         except Exception:
             # The error that ended the work matters more than a failed rollback, and
             # the pool discards a connection it cannot reset.
             if exc is None:
                 raise
+
+    def _run_after_transaction(self) -> None:
+        calls, self._after_transaction[:] = list(self._after_transaction), []
+        for call in calls:
+            try:
+                call()
+            except Exception:
+                # The transaction's outcome stands; what failed after it says why.
+                logger.exception("after the transaction, %r failed", call)
 
     def _leave_queue(self) -> None:
         if self._queue is not None and self._turn is not None:
