@@ -38,7 +38,8 @@ def free_port() -> int:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    paths = [str(REPO / "src"), str(REPO)]
+    # bench/ab.py serves another checkout's code with this checkout's bench.
+    paths = [env.pop("AUDIT_BENCH_SERVER_SRC", None) or str(REPO / "src"), str(REPO)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
