@@ -4,6 +4,7 @@ commits them in groups and answers each with the places of its events."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -166,3 +167,18 @@ def test_no_writer_is_a_503_and_a_new_one_is_found(
     first.stop()
     writer(first.record)
     assert client("acme", [_event(2)])[0].event.seq == 2
+
+
+def test_a_writer_that_does_not_answer_is_a_503_in_time(tmp_path: Path) -> None:
+    # A socket that takes the connection and the request and never answers (a hung
+    # writer): the client gives up after its time limit, the kernel's.
+    silent = listen(str(tmp_path / "writer.sock"))
+    try:
+        submitter = RecordEvents(InMemoryUnitOfWorkFactory(), CLOCK)
+        client = WriterClient(str(tmp_path / "writer.sock"), submitter, timeout_s=0.3)
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable):
+            client("acme", [_event(1)])
+        assert 0.25 <= time.monotonic() - started < 5
+    finally:
+        silent.close()

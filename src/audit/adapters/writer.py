@@ -20,9 +20,9 @@ import contextlib
 import logging
 import os
 import pickle
-import select
 import selectors
 import socket
+import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -50,6 +50,9 @@ MAX_GROUP_EVENTS = 5000
 _FAILED = "the writer failed this group (see its log)"
 
 
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
+
+
 def _unavailable() -> StorageUnavailable:
     return StorageUnavailable("the database writer is restarting", 1, reason="unreachable")
 
@@ -69,7 +72,15 @@ class WriterClient:
         sent = frame(encode_submission(submission))
         connection = self._connection()
         try:
-            connection.sendall(sent)
+            try:
+                connection.sendall(sent)
+            except (BrokenPipeError, ConnectionResetError):
+                # The writer closed this connection since this thread last used it (it
+                # was restarted). A send it did not take whole is a frame it never read:
+                # nothing of this request was written. Once more, to the writer now there.
+                self._drop()
+                connection = self._connection()
+                connection.sendall(sent)
             answer = receive(connection)
         except (OSError, EOFError):
             # The writer went away (or took longer than any lock may): whether the group
@@ -86,14 +97,15 @@ class WriterClient:
 
     def _connection(self) -> socket.socket:
         connection: socket.socket | None = getattr(self._local, "connection", None)
-        if connection is not None and select.select([connection], [], [], 0)[0]:
-            # The writer never speaks unasked: readable means closed (it was restarted).
-            self._drop()
-            connection = None
         if connection is None or self._pid != os.getpid():
             self._pid = os.getpid()
             connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            connection.settimeout(self._timeout_s)
+            # The time limit is the kernel's (SO_SNDTIMEO, SO_RCVTIMEO), not Python's: a
+            # socket with a Python timeout polls before each send and receive, and every
+            # system call lets go of the GIL that the worker's other threads then take.
+            limit = _TIMEVAL.pack(int(self._timeout_s), int(self._timeout_s % 1 * 1e6))
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+            connection.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
             try:
                 connection.connect(self._path)
             except OSError:

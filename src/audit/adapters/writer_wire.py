@@ -189,8 +189,17 @@ def frame(data: bytes) -> bytes:
 
 
 def receive(connection: socket.socket) -> bytes:
-    header = _read_exactly(connection, LENGTH.size)
-    return _read_exactly(connection, LENGTH.unpack(header)[0])
+    """The one frame the writer sends in answer; most often one recv(2) reads it whole
+    (each is a system call, and lets go of the GIL)."""
+    data = connection.recv(1 << 16)
+    if not data:
+        raise EOFError("the writer closed the connection")
+    if len(data) < LENGTH.size:
+        data += _read_exactly(connection, LENGTH.size - len(data))
+    end = LENGTH.size + LENGTH.unpack_from(data)[0]
+    if len(data) < end:
+        data += _read_exactly(connection, end - len(data))
+    return data[LENGTH.size : end]  # the writer never sends unasked: nothing follows
 
 
 def _read_exactly(connection: socket.socket, size: int) -> bytes:
