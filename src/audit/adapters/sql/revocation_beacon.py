@@ -141,7 +141,9 @@ def revocation_beacon(url: URL) -> RevocationBeacon | None:
         or url.database in (None, "", ":memory:")
     ):
         return None
-    database = Path(url.database)
+    # Beside the file itself, as SQLite puts its -wal and -shm: a process that names the
+    # database through a symbolic link must find the same beacon.
+    database = Path(os.path.realpath(url.database))
     with _beacons_lock:
         beacon = _beacons.get(database)
         if beacon is None:
