@@ -21,7 +21,9 @@ Readers map the file read-only and take no lock; writers add under an exclusive
 `begun` ahead for good, and every request then reads the database, as it did before
 this file existed: slower, never wrong. Where the file cannot be opened, readers read
 the database every time; a revoker that cannot open a file that exists refuses to
-revoke (a reader may be trusting it).
+revoke (a reader may be trusting it). Like SQLite's `-shm`, the file must not be removed
+while a server runs: its workers would go on reading the one they mapped, and only the
+30 s backstop of authentication.py would bound how late they see a revocation.
 """
 
 from __future__ import annotations
