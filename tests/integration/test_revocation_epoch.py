@@ -34,6 +34,15 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """An engine on a fresh SQLite file, whose processes share the revocation beacon."""
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    yield engine
+    engine.dispose()
+
+
 def revoke_one(engine: Engine) -> None:
     storage = SqlUnitOfWorkFactory(engine)
     token = Token(f"tok_{T0.timestamp()}", "acme", "t", frozenset({Scope.EVENTS_READ}), "h", T0)
@@ -100,21 +109,16 @@ def bump_behind_its_back(engine: Engine, by: int) -> None:
         connection.execute(sa.text(f"UPDATE revocation_epoch SET epoch = epoch + {by}"))
 
 
-def test_sqlite_keeps_the_epoch_until_a_revocation_begins(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        epoch = SqlRevocationEpoch(engine)
-        start = epoch.current()
-        bump_behind_its_back(engine, 10)
-        # Not read again: the beacon saw no revocation begin.
-        assert [epoch.current() for _ in range(3)] == [start] * 3
-        revoke_one(engine)  # noted in the beacon: the next call reads the table
-        assert epoch.current() == start + 11
-        # Another process's reader (a fresh one here) reads it at once too.
-        assert SqlRevocationEpoch(engine).current() == start + 11
-    finally:
-        engine.dispose()
+def test_sqlite_keeps_the_epoch_until_a_revocation_begins(sqlite_engine: Engine) -> None:
+    epoch = SqlRevocationEpoch(sqlite_engine)
+    start = epoch.current()
+    bump_behind_its_back(sqlite_engine, 10)
+    # Not read again: the beacon saw no revocation begin.
+    assert [epoch.current() for _ in range(3)] == [start] * 3
+    revoke_one(sqlite_engine)  # noted in the beacon: the next call reads the table
+    assert epoch.current() == start + 11
+    # Another process's reader (a fresh one here) reads it at once too.
+    assert SqlRevocationEpoch(sqlite_engine).current() == start + 11
 
 
 @pytest.mark.postgres
@@ -131,36 +135,26 @@ def test_postgres_reads_the_epoch_on_every_call(postgres_url: str) -> None:
         engine.dispose()
 
 
-def test_a_revocation_under_way_makes_every_call_read_the_table(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        epoch = SqlRevocationEpoch(engine)
-        start = epoch.current()
-        beacon = revocation_beacon(engine.url)
-        assert beacon is not None
-        beacon.begin()  # and never ended, as by a revoker killed before its second note
-        for n in range(1, 4):
-            bump_behind_its_back(engine, 1)
-            assert epoch.current() == start + n
-    finally:
-        engine.dispose()
+def test_a_revocation_under_way_makes_every_call_read_the_table(sqlite_engine: Engine) -> None:
+    epoch = SqlRevocationEpoch(sqlite_engine)
+    start = epoch.current()
+    beacon = revocation_beacon(sqlite_engine.url)
+    assert beacon is not None
+    beacon.begin()  # and never ended, as by a revoker killed before its second note
+    for n in range(1, 4):
+        bump_behind_its_back(sqlite_engine, 1)
+        assert epoch.current() == start + n
 
 
-def test_a_rolled_back_revocation_ends_its_note(sqlite_url: str) -> None:
-    upgrade_schema(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    try:
-        beacon = revocation_beacon(engine.url)
-        assert beacon is not None
-        assert beacon.readable()
-        storage = SqlUnitOfWorkFactory(engine)
-        with storage(write=True) as uow:
-            uow.tokens.revoke("tok_missing", T0)
-            assert beacon.settled() is None  # under way
-        assert beacon.settled() == beacon.begun() == 1
-    finally:
-        engine.dispose()
+def test_a_rolled_back_revocation_ends_its_note(sqlite_engine: Engine) -> None:
+    beacon = revocation_beacon(sqlite_engine.url)
+    assert beacon is not None
+    assert beacon.readable()
+    storage = SqlUnitOfWorkFactory(sqlite_engine)
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_missing", T0)
+        assert beacon.settled() is None  # under way
+    assert beacon.settled() == beacon.begun() == 1
 
 
 def test_the_beacon_counts_every_note_of_concurrent_processes(tmp_path: Path) -> None:

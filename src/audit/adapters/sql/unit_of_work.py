@@ -95,7 +95,8 @@ class SqlUnitOfWork:
                 raise
 
     def _run_after_transaction(self) -> None:
-        calls, self._after_transaction[:] = list(self._after_transaction), []
+        calls = list(self._after_transaction)
+        self._after_transaction.clear()
         for call in calls:
             try:
                 call()
