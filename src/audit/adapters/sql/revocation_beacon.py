@@ -44,11 +44,6 @@ _BEGUN, _ENDED = 0, _COUNTER.size
 _SIZE = 2 * _COUNTER.size
 
 
-def beacon_file(database: Path) -> Path:
-    """The beacon of the SQLite database file `database`."""
-    return database.with_name(database.name + "-revocations")
-
-
 class RevocationBeacon:
     """The two counters of one database's beacon file (see the module's docstring)."""
 
@@ -149,5 +144,7 @@ def revocation_beacon(url: URL) -> RevocationBeacon | None:
     with _beacons_lock:
         beacon = _beacons.get(database)
         if beacon is None:
-            beacon = _beacons[database] = RevocationBeacon(beacon_file(database))
+            beacon = _beacons[database] = RevocationBeacon(
+                database.with_name(database.name + "-revocations")
+            )
     return beacon
