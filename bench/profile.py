@@ -569,13 +569,15 @@ def profile(args: argparse.Namespace, scenario: Scenario, spy: str, place: Place
         )
         backend = "postgres" if place.url.startswith("postgres") else "sqlite"
         size = scenario.size if args.size is None else args.size
+        data = bench_run.DataSet(run, backend, server, Ledger(backend, "profile"))
         if size:
-            data = bench_run.DataSet(run, backend, server, Ledger(backend, "profile"))
             data.grow_to(size)
             size = bench_run.log_size(server)
             notes.append(f"data: {'; '.join(data.methods)}; the log holds {size:,} events")
         if args.scenario in PAGE_CHECKS:
-            bench_run._check_page(run, server, PAGE_CHECKS[args.scenario], scenario.path, size)
+            bench_run._check_page(
+                run, server, PAGE_CHECKS[args.scenario], scenario.path, size, data.batched
+            )
         connections = args.connections or scenario.connections
         begin = threading.Event()
         box: list[Throughput] = []
