@@ -99,9 +99,15 @@ class Container(containers.DeclarativeContainer):
             config.writer_timeout_s,
         ),
     )
-    # For a transport that groups requests itself (the queue consumer): submit, then
-    # commit_group, each request all or nothing on its own.
-    record_groups = providers.Factory(RecordEvents, uow=uow, clock=clock)
+    # For a process whose one thread commits every group (the server's writer, the queue
+    # consumer): submit, then commit_group, each request all or nothing on its own. Its
+    # writes reuse one connection.
+    group_uow = providers.Selector(
+        config.storage,
+        memory=uow,
+        sql=providers.Singleton(SqlUnitOfWorkFactory, engine, keep_writer=True),
+    )
+    record_groups = providers.Factory(RecordEvents, uow=group_uow, clock=clock)
     query_events = providers.Factory(QueryEvents, uow=uow)
     get_event = providers.Factory(GetEvent, uow=uow)
     export_events = providers.Factory(ExportEvents, uow=uow)

@@ -122,14 +122,44 @@ def assert_one_valid_chain_per_tenant(
             assert uow.events.head(tenant).seq == len(log)
 
 
+@pytest.mark.parametrize("keep_writer", [False, True])
 def test_concurrent_writers_on_one_sqlite_file(
-    sqlite_url: str, engines: Callable[..., sa.Engine]
+    sqlite_url: str, engines: Callable[..., sa.Engine], keep_writer: bool
 ) -> None:
     upgrade_schema(sqlite_url)
     # Two engines on one file stand for two processes.
-    factories = [SqlUnitOfWorkFactory(engines(sqlite_url)) for _ in range(2)]
+    factories = [
+        SqlUnitOfWorkFactory(engines(sqlite_url), keep_writer=keep_writer) for _ in range(2)
+    ]
     results = write_concurrently(factories)
     assert_one_valid_chain_per_tenant(factories[0], results)
+
+
+def test_writing_units_of_work_keep_one_sqlite_connection_until_one_fails(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    engine = engines(sqlite_url)
+    checkouts: list[int] = []
+    sa.event.listen(engine, "checkout", lambda dbapi, *_: checkouts.append(id(dbapi)))
+    factory = SqlUnitOfWorkFactory(engine, keep_writer=True)
+    record = RecordEvents(factory, SystemClock())
+    for n in range(5):
+        record("acme", [new(f"kept-{n}")])
+    assert len(checkouts) == 1
+    stored_log(factory, "acme")  # a read takes a connection of the pool, as ever
+    assert len(checkouts) == 2
+
+    def fail_midway() -> None:
+        with factory(write=True) as uow:
+            uow.events.lock_head("acme")
+            raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        fail_midway()
+    record("acme", [new("after")])  # on a fresh connection: the failed one was let go
+    assert len(checkouts) == 3
+    assert [e.seq for e in stored_log(factory, "acme")] == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.postgres
@@ -326,11 +356,12 @@ def test_an_unreachable_postgres_server_is_unavailable_without_leaking_the_url(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("keep_writer", [False, True])  # kept on SQLite only
 def test_postgres_connections_lost_are_replaced(
-    postgres_url: str, engines: Callable[..., sa.Engine]
+    postgres_url: str, engines: Callable[..., sa.Engine], keep_writer: bool
 ) -> None:
     upgrade_schema(postgres_url)
-    factory = SqlUnitOfWorkFactory(engines(postgres_url))
+    factory = SqlUnitOfWorkFactory(engines(postgres_url), keep_writer=keep_writer)
     record = RecordEvents(factory, SystemClock())
     record("acme", [new("a")])
     admin = engines(postgres_url)

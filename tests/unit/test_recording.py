@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from audit.adapters.clock import FixedClock
-from audit.adapters.memory import InMemoryStore
+from audit.adapters.memory import InMemoryStore, InMemoryUnitOfWorkFactory
 from audit.application.querying import GetEvent, VerifyChain
 from audit.application.recording import RecordEvents
-from audit.domain import chain, ids
+from audit.domain import chain, ids, tree
 from audit.domain.errors import Conflict, NotFound, ValidationFailed
 from audit.domain.events import NewEvent
 from audit.domain.validation import decode_json, parse_event
@@ -331,3 +331,62 @@ def test_changing_the_request_after_recording_does_not_change_the_log(
     body["metadata"]["k"] = 2
     assert get_event("acme", "evt-1").metadata == {"k": 1}
     assert verify("acme").valid
+
+
+# --- the Merkle tree's frontier ----------------------------------------------------------------
+
+
+def stored_subtrees(store: InMemoryStore, tenant: str = "acme") -> dict[tuple[int, int], bytes]:
+    return {(lv, ix): h for (t, lv, ix), h in store.subtrees.items() if t == tenant}
+
+
+def subtrees_from_scratch(
+    store: InMemoryStore, tenant: str = "acme"
+) -> dict[tuple[int, int], bytes]:
+    hashes = [e.hash for e in store.logs[tenant]]
+    return {(lv, ix): h for lv, ix, h in tree.grow(0, chain.GENESIS_HASH, {}, hashes)}
+
+
+class CountingReads:
+    """A unit of work factory that counts the frontier reads of the units it makes."""
+
+    def __init__(self, uow: InMemoryUnitOfWorkFactory) -> None:
+        self._uow = uow
+        self.reads = 0
+
+    def __call__(self, write: bool = False) -> Any:
+        unit = self._uow(write)
+        read = unit.events.subtree_hashes
+
+        def counted(*args: Any) -> Any:
+            self.reads += 1
+            return read(*args)
+
+        unit.events.subtree_hashes = counted  # type: ignore[method-assign]
+        return unit
+
+
+def test_a_recorder_reads_the_frontier_back_only_after_another_writer_appended(
+    uow: InMemoryUnitOfWorkFactory, clock: FixedClock, new_event: MakeEvent, store: InMemoryStore
+) -> None:
+    counting = CountingReads(uow)
+    first, second = RecordEvents(counting, clock), RecordEvents(uow, clock)  # type: ignore[arg-type]
+    first("acme", [new_event()])
+    first("acme", [new_event(), new_event()])
+    first("acme", [new_event()])
+    assert counting.reads == 1  # the first append: no frontier kept yet
+    second("acme", [new_event() for _ in range(3)])  # the head moved under `first`
+    first("acme", [new_event()])
+    assert counting.reads == 2
+    first("globex", [new_event()])
+    assert counting.reads == 3
+    assert stored_subtrees(store) == subtrees_from_scratch(store)
+
+
+def test_interleaved_recorders_keep_the_tree_exact(
+    uow: InMemoryUnitOfWorkFactory, clock: FixedClock, new_event: MakeEvent, store: InMemoryStore
+) -> None:
+    recorders = [RecordEvents(uow, clock), RecordEvents(uow, clock)]
+    for n in range(40):
+        recorders[n * 7 % 3 % 2]("acme", [new_event() for _ in range(n % 5 + 1)])
+        assert stored_subtrees(store) == subtrees_from_scratch(store)

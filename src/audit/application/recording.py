@@ -60,6 +60,9 @@ class Submission:
 
 Outcome = list[Recorded] | AuditError
 
+# Tenants whose frontier a recorder keeps (all are forgotten when there would be more).
+_FRONTIERS_KEPT = 10_000
+
 
 class RecordEvents:
     """Append validated events to a tenant's log in one transaction.
@@ -72,6 +75,10 @@ class RecordEvents:
     def __init__(self, uow: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow = uow
         self._clock = clock
+        # Each tenant's Merkle frontier as this recorder's last commit left it, with the
+        # head it left: while the locked head is still that one, nobody else appended,
+        # and the append need not read the frontier back (a tenth of a one-event group).
+        self._frontiers: dict[str, tuple[ChainHead, dict[tree.Coord, bytes]]] = {}
 
     def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
         [outcome] = self.commit_group([self.submit(tenant, events)])
@@ -113,11 +120,16 @@ class RecordEvents:
                 recorded, fresh = outcome
                 appended[submission.tenant].extend(fresh)
                 outcomes.append(recorded)
-            for tenant, fresh_events in appended.items():
-                if fresh_events:
-                    self._append(uow, tenant, start[tenant], fresh_events)
-            if any(appended.values()):
+            frontiers = {
+                tenant: self._append(uow, tenant, start[tenant], fresh_events)
+                for tenant, fresh_events in appended.items()
+                if fresh_events
+            }
+            if frontiers:
                 uow.commit()
+                if len(self._frontiers) + len(frontiers) > _FRONTIERS_KEPT:
+                    self._frontiers.clear()
+                self._frontiers.update(frontiers)
         return outcomes
 
     @staticmethod
@@ -160,14 +172,24 @@ class RecordEvents:
             heads[submission.tenant] = ChainHead(sealed[-1].seq, sealed[-1].hash)
         return recorded, pairs
 
-    @staticmethod
     def _append(
-        uow: UnitOfWork, tenant: str, head: ChainHead, fresh: list[tuple[Event, str]]
-    ) -> None:
+        self, uow: UnitOfWork, tenant: str, head: ChainHead, fresh: list[tuple[Event, str]]
+    ) -> tuple[ChainHead, dict[tree.Coord, bytes]]:
+        """Store the events and their subtrees; returns the head and frontier they make."""
         events = uow.events
-        frontier = events.subtree_hashes(tenant, tree.stored_frontier(head.seq))
+        known = self._frontiers.get(tenant)
+        if known is not None and known[0] == head:
+            frontier = known[1]
+        else:
+            frontier = events.subtree_hashes(tenant, tree.stored_frontier(head.seq))
         subtrees = tree.grow(head.seq, head.hash, frontier, (e.hash for e, _ in fresh))
         events.add(tenant, [e for e, _ in fresh], [fp for _, fp in fresh], subtrees)
+        last = fresh[-1][0]
+        # Each subtree of the new frontier was in the old one or was just completed.
+        hashes = {**frontier, **{(level, index): h for level, index, h in subtrees}}
+        return ChainHead(last.seq, last.hash), {
+            c: hashes[c] for c in tree.stored_frontier(last.seq)
+        }
 
 
 def _first_occurrences(ids: Sequence[str], fingerprints: Sequence[str]) -> list[int]:
