@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from audit.adapters.sql import create_engine_for, upgrade_schema
+from audit.adapters.sql.engine import writer_queue
+from audit.adapters.sql.search_index import SearchIndexer
 
 
 @pytest.fixture
@@ -43,3 +45,32 @@ def test_an_existing_databases_mode_is_left_as_the_operator_set_it(tmp_path: Pat
     database.chmod(0o640)
     upgrade_schema(f"sqlite:///{database}")
     assert _mode(database) == 0o640
+
+
+def test_a_database_named_through_a_link_keeps_its_files_beside_the_real_one(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "data" / "audit.db"
+    real.parent.mkdir()
+    link = tmp_path / "audit.db"
+    link.symlink_to(real)
+    upgrade_schema(f"sqlite:///{real}")
+    engine = create_engine_for(f"sqlite:///{link}")
+    try:
+        # The writers' queue and the search index, and the index's lock: one of each for
+        # the database, however a process names it.
+        queue = writer_queue(engine)
+        assert queue is not None
+        queue.release(queue.acquire())
+        through_link = SearchIndexer(str(link))
+        through_link.catch_up()
+        through_link.close()
+        real_name = SearchIndexer(str(real))
+        assert real_name.try_lock()
+        assert not SearchIndexer(str(link)).try_lock()
+        real_name.unlock()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.db", "data"]
+        beside = {p.name for p in real.parent.iterdir()}
+        assert {"audit.db-writer", "audit.db-search", "audit.db-search.lock"} <= beside
+    finally:
+        engine.dispose()

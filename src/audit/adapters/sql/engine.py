@@ -177,7 +177,10 @@ def _sqlite_engine(url: URL, lock_timeout_ms: int) -> Engine:
             if waited_ms >= 1:
                 dbapi_connection.execute(f"PRAGMA busy_timeout = {int(lock_timeout_ms)}")
 
-    _writer_queues[engine] = WriterQueue(f"{url.database}-writer", lock_timeout_ms / 1000)
+    if url.database and url.database != ":memory:" and not url.query.get("uri"):
+        # Beside the file itself (as its -wal): the same queue through a symbolic link.
+        queue = f"{os.path.realpath(url.database)}-writer"
+        _writer_queues[engine] = WriterQueue(queue, lock_timeout_ms / 1000)
     # After _configure: `q`'s index, in a file of its own (search_index.py).
     attach_search_index(engine, None if url.query.get("uri") else url.database)
     return engine

@@ -94,8 +94,10 @@ search_progress = sa.table(
 
 
 def search_file(database: str) -> str:
-    """The file of the search index of the SQLite database `database`."""
-    return f"{database}-search"
+    """The file of the search index of the SQLite database `database`: beside the file
+    itself, as SQLite puts its -wal and -shm, so that a process naming the database
+    through a symbolic link finds the same index (and the same lock)."""
+    return f"{os.path.realpath(database)}-search"
 
 
 def read_only(path: str) -> str:
@@ -104,7 +106,7 @@ def read_only(path: str) -> str:
 
 
 def _lock_file(database: str) -> str:
-    return f"{database}-search.lock"
+    return f"{search_file(database)}.lock"
 
 
 def _has_tables(connection: sqlite3.Connection, schema: str) -> bool:
@@ -157,7 +159,7 @@ def attach_search_index(engine: Engine, database: str | None) -> None:
     exact. A connection whose file was since made, replaced (rebuilt by the indexer) or
     removed attaches it again when next checked out of the pool.
     """
-    path = os.path.realpath(search_file(database)) if database else None
+    path = search_file(database) if database else None
     warned: list[bool] = []
 
     def attach(dbapi_connection: Any) -> tuple[bool, int | None, float]:
@@ -472,7 +474,7 @@ os.register_at_fork(
 
 def start_indexer(database: str) -> SearchIndexer:
     """The running indexer of `database` in this process, started if need be."""
-    key = (os.getpid(), os.path.abspath(database))
+    key = (os.getpid(), os.path.realpath(database))
     indexer = _indexers.get(key)
     if indexer is not None:
         return indexer
