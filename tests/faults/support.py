@@ -19,7 +19,13 @@ from typing import Any
 
 import orjson
 import requests
-from tests.integration.server.support import TOKEN_RE, audit_command, bearer, free_port
+from tests.integration.server.support import (
+    TOKEN_RE,
+    audit_command,
+    bearer,
+    free_port,
+    server_env,
+)
 
 # --- the ledger: one row per case, printed as a table at the end of the run ------------------
 
@@ -75,7 +81,7 @@ class Service:
     ) -> None:
         self.database_url = database_url
         self.workdir = workdir
-        self.env = {**os.environ, **(env or {})}
+        self.env = server_env(env)
         self.workers = workers
         self.threads = threads
         self.port = port or free_port()

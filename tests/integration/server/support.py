@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +25,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# A server killed with SIGKILL leaves its temporary folders (the writer's socket, the
+# metrics files): the servers of one test process make theirs in a folder of its own,
+# removed when it exits.
+_SERVERS_TMP: list[str] = []
+
+
+def server_env(added: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a server: this process's, `added`, and TMPDIR that folder."""
+    if not _SERVERS_TMP:
+        folder = tempfile.mkdtemp(prefix="audit-tests-")
+        atexit.register(shutil.rmtree, folder, True)
+        _SERVERS_TMP.append(folder)
+    return {**os.environ, "TMPDIR": _SERVERS_TMP[0], **(added or {})}
 
 
 def audit_command(*args: str) -> list[str]:
@@ -78,7 +95,7 @@ class Server:
             stdout=self._out,
             stderr=subprocess.STDOUT,
             cwd=workdir,
-            env={**os.environ, **(env or {})},
+            env=server_env(env),
             start_new_session=True,
         )
         try:
