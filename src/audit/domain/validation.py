@@ -53,6 +53,13 @@ class _Parser:
         min_len: int = 1,
     ) -> str | None:
         value = obj.get(key)
+        if (
+            value.__class__ is str
+            and min_len <= len(value) <= max_len
+            and value.isascii()
+            and "\x00" not in value
+        ):
+            return value  # the common case, decided before anything else is looked at
         if value is None:
             if required:
                 self.problem(field, "is required")
