@@ -52,6 +52,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def linked_database(tmp_path: Path) -> tuple[Path, Path]:
+    """An SQLite file of the current schema (data/audit.db) and a symbolic link to it."""
+    real = tmp_path / "data" / "audit.db"
+    real.parent.mkdir()
+    link = tmp_path / "audit.db"
+    link.symlink_to(real)
+    upgrade_schema(f"sqlite:///{real}")
+    return real, link
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
     """The URL of a fresh SQLite file (not created yet) in the test's own folder.
 

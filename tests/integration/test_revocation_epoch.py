@@ -186,12 +186,10 @@ def test_without_its_file_a_reader_reads_the_table(tmp_path: Path) -> None:
     assert not missing.exists()
 
 
-def test_a_revocation_through_a_link_to_the_file_is_seen_at_once(tmp_path: Path) -> None:
-    real = tmp_path / "data" / "audit.db"
-    real.parent.mkdir()
-    link = tmp_path / "audit.db"
-    link.symlink_to(real)
-    upgrade_schema(f"sqlite:///{real}")
+def test_a_revocation_through_a_link_to_the_file_is_seen_at_once(
+    linked_database: tuple[Path, Path],
+) -> None:
+    real, link = linked_database
     serving = create_engine_for(f"sqlite:///{real}")
     revoking = create_engine_for(f"sqlite:///{link}")
     try:

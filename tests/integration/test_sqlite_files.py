@@ -48,13 +48,9 @@ def test_an_existing_databases_mode_is_left_as_the_operator_set_it(tmp_path: Pat
 
 
 def test_a_database_named_through_a_link_keeps_its_files_beside_the_real_one(
-    tmp_path: Path,
+    linked_database: tuple[Path, Path],
 ) -> None:
-    real = tmp_path / "data" / "audit.db"
-    real.parent.mkdir()
-    link = tmp_path / "audit.db"
-    link.symlink_to(real)
-    upgrade_schema(f"sqlite:///{real}")
+    real, link = linked_database
     engine = create_engine_for(f"sqlite:///{link}")
     try:
         # The writers' queue and the search index, and the index's lock: one of each for
@@ -69,7 +65,7 @@ def test_a_database_named_through_a_link_keeps_its_files_beside_the_real_one(
         assert real_name.try_lock()
         assert not SearchIndexer(str(link)).try_lock()
         real_name.unlock()
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.db", "data"]
+        assert sorted(p.name for p in link.parent.iterdir()) == ["audit.db", "data"]
         beside = {p.name for p in real.parent.iterdir()}
         assert {"audit.db-writer", "audit.db-search", "audit.db-search.lock"} <= beside
     finally:
