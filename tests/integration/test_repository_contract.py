@@ -288,6 +288,7 @@ def test_existing_returns_stored_events_with_fingerprints(storage: UnitOfWorkFac
         assert found == {"a": (sealed[0], a.fingerprint()), "b": (sealed[1], b.fingerprint())}
         assert uow.events.existing("acme", []) == {}
         assert uow.events.existing("globex", ["a"]) == {}
+        assert uow.events.existing("acme", ["b"]) == {"b": (sealed[1], b.fingerprint())}
         many = [f"id-{n}" for n in range(1000)] + ["b"]
         assert uow.events.existing("acme", many) == {"b": (sealed[1], b.fingerprint())}
 
@@ -1075,14 +1076,15 @@ def test_each_filter_is_index_backed(
         engine.dispose()
 
 
-def test_existing_asks_by_the_unique_index_in_one_query(database_url: str) -> None:
+@pytest.mark.parametrize("count", [1, 1000])
+def test_existing_asks_by_the_unique_index_in_one_query(database_url: str, count: int) -> None:
     """The ids a request chose are looked up in one statement, each by (tenant, id)."""
     upgrade_schema(database_url)
     engine = create_engine_for(database_url)
     try:
         with engine.connect() as connection:
             dialect = connection.dialect.name
-            sql, params = existing_lookup(dialect, "acme", [f"id-{n}" for n in range(1000)])
+            sql, params = existing_lookup(dialect, "acme", [f"id-{n}" for n in range(count)])
             if dialect == "postgresql":
                 plan = "\n".join(
                     row[0] for row in connection.exec_driver_sql("EXPLAIN " + sql, params)

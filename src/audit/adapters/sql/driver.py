@@ -74,6 +74,11 @@ _EXISTING = {
         _c.tenant == sa.bindparam("tenant"), _c.id == sa.any_(sa.bindparam("ids"))
     ),
 }
+# One id (a single-event request): the primary key's own lookup, without json_each
+# (21.7 us against 8.9 us raw; bench/README.md).
+_EXISTING_ONE = sa.select(*_EXISTING_COLUMNS).where(
+    _c.tenant == sa.bindparam("tenant"), _c.id == sa.bindparam("id")
+)
 _INSERT_EVENTS = sa.insert(schema.events)
 _INSERT_TARGETS = sa.insert(schema.event_targets)
 _INSERT_NODES = sa.insert(schema.merkle_nodes)
@@ -146,6 +151,8 @@ def existing_lookup(dialect: str, tenant: str, ids: Collection[str]) -> tuple[st
     """The statement, and its parameters, that reads the tenant's events with these ids
     (fingerprint, then EVENT_COLUMNS): one statement, a lookup by (tenant, id) each."""
     value: Any = list(ids)
+    if len(value) == 1:
+        return _sql(dialect, _EXISTING_ONE), {"tenant": tenant, "id": value[0]}
     if dialect == "sqlite":
         value = orjson.dumps(value).decode("utf-8")
     return _sql(dialect, _EXISTING[dialect]), {"tenant": tenant, "ids": value}
