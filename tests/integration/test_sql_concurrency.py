@@ -356,6 +356,40 @@ def test_an_unreachable_postgres_server_is_unavailable_without_leaking_the_url(
 
 
 @pytest.mark.postgres
+def test_postgres_pings_only_a_connection_the_server_may_have_dropped(
+    postgres_url: str, engines: Callable[..., sa.Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upgrade_schema(postgres_url)
+    engine = engines(postgres_url)
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    factory = SqlUnitOfWorkFactory(engine)
+    record = RecordEvents(factory, SystemClock())
+    for n in range(5):
+        record("acme", [new(f"quiet-{n}")])
+        stored_log(factory, "acme")
+    assert pings == []  # a healthy idle connection costs no round trip to check out
+
+    with engines(postgres_url).connect() as admin:
+        admin.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+        admin.commit()
+    time.sleep(0.2)  # the terminated backend's goodbye reaches the pooled socket
+    assert [e.id for e in stored_log(factory, "acme")][-1] == "quiet-4"
+    assert pings  # the dropped connection was pinged, failed, and was replaced unseen
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("keep_writer", [False, True])  # kept on SQLite only
 def test_postgres_connections_lost_are_replaced(
     postgres_url: str, engines: Callable[..., sa.Engine], keep_writer: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import select
 import sqlite3
 import time
 import weakref
@@ -263,15 +264,36 @@ def _postgres_engine(url: URL, lock_timeout_ms: int, pool_size: int) -> Engine:
         options = f"{given} {options}"
     connect_args["options"] = options
     # READ COMMITTED suffices: writers serialise on their tenant's chain_heads row.
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
         isolation_level="READ COMMITTED",
         connect_args=connect_args,
     )
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_suspect(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # SQLAlchemy's pre-ping, but only for a connection the server may have dropped:
+        # a ping is a round trip on every unit of work. An idle connection whose socket
+        # has something to read holds the server's goodbye (a terminated backend, a
+        # restart: its error, then the close); the ping then fails, and the pool replaces
+        # the connection unseen (SQLAlchemy's documented pessimistic-disconnect recipe).
+        if not dbapi_connection.closed and not _readable(dbapi_connection.fileno()):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise sa.exc.DisconnectionError() from exc
+
+    return engine
+
+
+def _readable(fd: int) -> bool:
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 # SQLite primary result codes (https://www.sqlite.org/rescode.html).
@@ -331,9 +353,6 @@ def storage_unavailable(
 
 
 def _translate_error(context: ExceptionContext) -> BaseException | None:
-    # A failed pre-ping must stay a driver error: the pool then reconnects by itself.
-    if context.is_pre_ping:
-        return None
     return storage_unavailable(
         context.original_exception,
         # No Connection yet: the error came from opening one.

@@ -149,7 +149,7 @@ class KeptConnection:
     work on a connection of the pool paid for the checkout and checkin, and the
     Connection made and closed around them, about an eighth of a one-event group's CPU
     (bench/README.md). SQLite only: a PostgreSQL connection kept idle could be dropped by
-    the server unseen, which the pool's pre-ping at each checkout catches.
+    the server unseen, which the pool's check at each checkout catches (engine.py).
     """
 
     def __init__(self, engine: Engine) -> None:
