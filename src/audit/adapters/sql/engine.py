@@ -280,7 +280,11 @@ def _postgres_engine(url: URL, lock_timeout_ms: int, pool_size: int) -> Engine:
         # has something to read holds the server's goodbye (a terminated backend, a
         # restart: its error, then the close); the ping then fails, and the pool replaces
         # the connection unseen (SQLAlchemy's documented pessimistic-disconnect recipe).
-        if not dbapi_connection.closed and not _readable(dbapi_connection.fileno()):
+        try:
+            suspect = dbapi_connection.closed or _readable(dbapi_connection.fileno())
+        except Exception:
+            suspect = True  # no socket to look at: the ping says what is wrong
+        if not suspect:
             return
         try:
             engine.dialect.do_ping(dbapi_connection)
