@@ -340,8 +340,8 @@ def test_every_valid_event_is_stored_once_through_sigkills(
     details = next(e for m, e, _ in letters if m == "bad-batch")["error"]["details"]
     assert details == [{"index": 1, "field": "action", "message": "is required"}]
     assert all(line["event"] != "commit_failed" for line in consumer.lines())
-    # One log line per group: a group stored just before a kill is not logged, and comes
-    # again as duplicates.
+    # One log line per group, written before its ack: a group stored but not acked before
+    # a kill comes again, and is logged again as duplicates.
     settled = [line for line in consumer.lines() if line["event"] == "settled"]
     assert sum(line["created"] + line["duplicate"] for line in settled) >= len(ids)
     assert sum(line["dead"] for line in settled) >= len(expected)

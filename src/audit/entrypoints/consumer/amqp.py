@@ -225,13 +225,17 @@ class QueueConsumer:
         return Group(prepared(group), delivery_tag(group[-1])), pending[taken:]
 
     def _acknowledge(self, channel: Any, done: Done) -> bool:
-        """Dead-letter a committed group's refused messages, then ack the whole group."""
+        """Dead-letter a committed group's refused messages, then ack the whole group.
+
+        Counted and logged before the ack: a consumer killed between the two has its
+        group delivered again, and logged again as duplicates, where one killed between
+        the ack and the log line left a stored group that no line reported.
+        """
         settled = done.settled
         if settled is None:
             return False
         for rejected in settled.rejected:
             self._dead_letter(channel, rejected)
-        channel.basic_ack(delivery_tag=done.group.last_tag, multiple=True)
         count_ingested(settled.created, settled.duplicate)
         dead = len(settled.rejected)
         if settled.messages > dead:
@@ -246,6 +250,7 @@ class QueueConsumer:
             dead=dead,
             duration_ms=round(done.seconds * 1e3, 3),
         )
+        channel.basic_ack(delivery_tag=done.group.last_tag, multiple=True)
         return True
 
     def _dead_letter(self, channel: Any, rejected: Rejected) -> None:
