@@ -606,3 +606,112 @@ def test_deep_metadata_that_decodes_is_judged_not_crashed() -> None:
     body = '{"action": "a", "actor": {"id": "u"}, "metadata": {"k": ' + nested + "}}"
     with contextlib.suppress(AuditError):
         parse_event(decode_json(body.encode()))
+
+
+# --- the common case's shortcut ----------------------------------------------------------------
+# parse_event and parse_batch try `_quick_event` first: it must accept nothing the parser
+# refuses, and give what the parser gives for what it accepts.
+
+_ODD_VALUES: list[Any] = [
+    None,
+    "",
+    "a",
+    "x" * 64,
+    "x" * 65,
+    "x" * 129,
+    "x" * 257,
+    "x" * 1025,
+    "caf\u00e9",
+    "a\x00b",
+    "\ud800",
+    "a\nb",
+    "has space",
+    0,
+    1.5,
+    True,
+    [],
+    {},
+    ["a"],
+    {"id": "a"},
+    "2026-11-28T10:00:00Z",
+    "2026-11-28T10:00:00",
+    "2026-13-28T10:00:00Z",
+    "2026-02-30T10:00:00+01:00",
+    "1.2.3.4",
+    "1.2.3.04",
+    "::1",
+    "fe80::1%eth0",
+    "success",
+    "failure",
+    "unknown",
+    "Success",
+]
+_FIELDS = [
+    "id",
+    "action",
+    "actor",
+    "targets",
+    "occurred_at",
+    "outcome",
+    "source",
+    "description",
+    "metadata",
+    "tenant",
+]
+_NESTED_KEYS = ["id", "type", "name", "extra", "ip", "user_agent"]
+
+
+def _full_event() -> dict[str, Any]:
+    return {
+        "id": "evt-1",
+        "action": "document.update",
+        "actor": {"id": "u-1", "type": "user", "name": "Alice"},
+        "targets": [{"id": "doc-1", "type": "document", "name": "Report"}, {"id": "doc-2"}],
+        "occurred_at": "2026-11-28T10:00:00.5+02:00",
+        "outcome": "failure",
+        "source": {"ip": "203.0.113.9", "user_agent": "curl/8"},
+        "description": "",
+        "metadata": {"ticket": "OPS-1", "n": 3, "f": 1.0, "tags": ["a", None, True]},
+    }
+
+
+def _variants() -> list[Any]:
+    found: list[Any] = [_full_event(), event(), [], "text"]
+    for field in _FIELDS:
+        for value in _ODD_VALUES:
+            raw = _full_event()
+            raw[field] = value
+            found.append(raw)
+        found.append({k: v for k, v in _full_event().items() if k != field})
+    for where in ("actor", "target", "source"):
+        for key in _NESTED_KEYS:
+            for value in _ODD_VALUES:
+                raw = _full_event()
+                holder = raw["targets"][1] if where == "target" else raw[where]
+                holder[key] = value
+                found.append(raw)
+    found.append(_full_event() | {"targets": [{"id": "t"}] * 33})
+    found.append(_full_event() | {"metadata": {"big": MAX_SAFE + 1}})
+    found.append(_full_event() | {"metadata": {"x": "y" * (16 * 1024)}})
+    found.append(_full_event() | {"metadata": {"nan": float("nan")}})
+    return found
+
+
+@pytest.mark.parametrize("raw", _variants())
+def test_the_shortcut_accepts_only_what_the_parser_accepts_and_gives_the_same(raw: Any) -> None:
+    from audit.domain.validation import _Parser, _quick_event
+
+    parser = _Parser(index=None)
+    expected = parser.event(raw)
+    quick = _quick_event(raw)
+    if quick is not None:
+        assert not parser.problems
+        assert quick == expected
+        assert quick.metadata.canonical == expected.metadata.canonical  # type: ignore[union-attr]
+
+
+def test_the_shortcut_takes_the_common_case() -> None:
+    from audit.domain.validation import _quick_event
+
+    assert _quick_event(_full_event()) is not None
+    assert _quick_event(event()) is not None
