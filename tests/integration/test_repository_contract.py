@@ -40,6 +40,7 @@ from audit.adapters.sql.driver import existing_lookup
 from audit.adapters.sql.migrate import alembic_config
 from audit.adapters.sql.repositories import SqlEventRepository, prefix_upper_bound
 from audit.adapters.sql.schema import described_on, metadata
+from audit.adapters.sql.search import fts5_trigrams
 from audit.adapters.sql.search_index import wait_until_indexed
 from audit.application.authentication import Authenticate, TokenUses
 from audit.application.health import CheckReadiness
@@ -1301,8 +1302,8 @@ def test_upgrading_a_log_written_before_the_search_index_indexes_it(
             check()
             with engine.connect() as connection:
                 indexed = connection.exec_driver_sql(
-                    "SELECT count(*) FROM search.events_trigrams"
-                    " WHERE events_trigrams MATCH '\"needle\"'"
+                    "SELECT count(*) FROM search.events_trigrams WHERE events_trigrams MATCH ?",
+                    (fts5_trigrams("needle"),),
                 ).scalar_one()
                 tables = connection.exec_driver_sql(
                     "SELECT name FROM main.sqlite_master WHERE name LIKE 'events_fts%'"

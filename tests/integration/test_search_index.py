@@ -30,6 +30,7 @@ from audit.adapters.sql import (
     sqlite_file,
     upgrade_schema,
 )
+from audit.adapters.sql.search import fts5_trigrams
 from audit.adapters.sql.search_index import (
     SearchIndexer,
     search_file,
@@ -207,8 +208,8 @@ def test_the_indexer_catches_up_soon_after_a_commit(live: tuple[str, Engine]) ->
             "SELECT indexed_upto FROM search.search_progress"
         ).scalar_one()
         hits = connection.exec_driver_sql(
-            "SELECT count(*) FROM search.events_trigrams WHERE events_trigrams MATCH"
-            " '\"late needle\"'"
+            "SELECT count(*) FROM search.events_trigrams WHERE events_trigrams MATCH ?",
+            (fts5_trigrams("late needle"),),
         ).scalar_one()
     assert (upto, hits) == (4, 3)
     page = QueryEvents(storage)("acme", EventFilter(q="late needle"), PageRequest(limit=10))
@@ -479,3 +480,70 @@ def test_a_database_restored_from_a_backup_is_indexed_again(manual: tuple[str, A
         assert indexed_upto(database) == 60
     finally:
         indexer.close()
+
+
+def test_a_search_file_of_the_earlier_format_is_rebuilt(manual: tuple[str, Any]) -> None:
+    # Files made before the index kept no positions (FTS5's default, detail=full): the
+    # indexer replaces one with a file of this format, and q stays exact meanwhile.
+    database, storage = manual
+    stored = write_interleaved(storage, rounds=10)
+    with closing(sqlite3.connect(search_file(database))) as old:
+        old.execute(
+            "CREATE VIRTUAL TABLE events_trigrams USING fts5("
+            "search_text, content='', tokenize='trigram')"
+        )
+        old.execute(
+            "CREATE TABLE search_progress (id INTEGER PRIMARY KEY CHECK (id = 1),"
+            " indexed_upto INTEGER NOT NULL, last_hash TEXT)"
+        )
+        old.execute("INSERT INTO search_progress (id, indexed_upto) VALUES (1, 0)")
+        old.commit()
+    assert_exact(storage, stored)  # the old file attached, nothing in it yet
+    before = os.stat(search_file(database)).st_ino
+    indexer = SearchIndexer(database)
+    try:
+        indexer.catch_up()
+    finally:
+        indexer.close()
+    assert os.stat(search_file(database)).st_ino != before
+    with closing(sqlite3.connect(search_file(database))) as index:
+        [made] = index.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'events_trigrams'"
+        ).fetchone()
+    assert "detail=none" in made
+    assert indexed_upto(database) == 40
+    assert_exact(storage, stored)
+
+
+def test_the_index_is_asked_for_at_most_32_runs_each_literal() -> None:
+    assert fts5_trigrams('a"bc') == '"a""b" AND """bc"'
+    assert fts5_trigrams("abcabc") == '"abc" AND "bca" AND "cab"'  # each run once
+    many = fts5_trigrams("".join(chr(0x4E00 + n) for n in range(100)))
+    assert many.count(" AND ") == 31
+
+
+def test_long_needles_and_fts5_syntax_are_found_exactly(manual: tuple[str, Any]) -> None:
+    database, storage = manual
+    texts = [
+        "the quick brown fox jumps over the lazy dog, then naps under the old oak tree",
+        'quoted "AND" NEAR(a b) col:umn ^caret -minus *star (paren)',
+        "the quick brown fox jumps over the lazy cat",
+    ]
+    RecordEvents(storage, FixedClock(T0))(
+        "acme",
+        [
+            NewEvent(id=f"t-{n}", action="a", actor=Party(id="u"), description=text)
+            for n, text in enumerate(texts)
+        ],
+    )
+    SearchIndexer(database).catch_up()
+    query = QueryEvents(storage)
+
+    def ids(q: str) -> list[str]:
+        page = query("acme", EventFilter(q=q), PageRequest(limit=10, order="asc"))
+        return [e.id for e in page.events]
+
+    assert ids("jumps over the lazy dog, then naps under the old oak") == ["t-0"]
+    assert ids("the quick brown fox jumps over the lazy") == ["t-0", "t-2"]
+    assert ids('"AND" NEAR(a b) col:umn ^caret -minus *star (paren)') == ["t-1"]
+    assert ids("lazy dog cat") == []

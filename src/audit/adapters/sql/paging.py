@@ -18,7 +18,7 @@ from audit.adapters.sql.search import (
     _pg_candidates,
     _pg_contains,
     _sqlite_search,
-    fts5_phrase,
+    fts5_trigrams,
     like_escaped,
     prefix_upper_bound,
 )
@@ -40,7 +40,7 @@ def _page_parameters(
     if needle is not None:
         params["q_needle"] = needle
         params["q_escaped"] = like_escaped(needle)
-        params["q_phrase"] = fts5_phrase(needle)
+        params["q_trigrams"] = fts5_trigrams(needle)
     if where.target_id is not None:
         params["target_id"] = where.target_id
     if page.after_seq is not None:

@@ -29,7 +29,7 @@ from audit.adapters.sql.search import (
     _SQLITE_CANDIDATE_COUNT,
     TRIGRAM,
     candidates_bound,
-    fts5_phrase,
+    fts5_trigrams,
     like_escaped,
     prefix_upper_bound,
 )
@@ -201,7 +201,7 @@ class SqlEventRepository:
             params["q_escaped"] = like_escaped(needle)
             count = int(driver_rows(self._conn, _PG_CANDIDATE_COUNT, params)[0][0])
             return None if count > bound else count, 0, 0
-        params["q_phrase"] = fts5_phrase(needle)
+        params["q_trigrams"] = fts5_trigrams(needle)
         [(upto, hits, tail)] = driver_rows(self._conn, _SQLITE_CANDIDATE_COUNT, params)
         count = int(hits) + int(tail)
         return None if count > bound else count, int(upto), int(tail)

@@ -49,13 +49,26 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
-def fts5_phrase(text: str) -> str:
-    """`text` as an FTS5 string: one phrase whose every character is literal.
+# The most trigrams of a needle a search asks the index for: each is another list of
+# rowids to intersect, and a few dozen already leave few candidates.
+FTS_TRIGRAMS_MAX = 32
 
-    Inside double quotes FTS5 syntax (AND, OR, NEAR, *, ^, -, :, parentheses) is
-    plain text, and a double quote is written twice.
+
+def fts5_trigrams(text: str) -> str:
+    """An FTS5 query for the events whose text holds each 3-character run of `text` (at
+    least 3 characters long), or FTS_TRIGRAMS_MAX of them spread over a longer text.
+
+    The index keeps no positions (search_index.py), so it cannot match a phrase: it
+    offers every event holding all these runs anywhere, a superset of those holding
+    `text`, and the exact test decides. Each run is an FTS5 string: inside double quotes
+    FTS5 syntax (AND, OR, NEAR, *, ^, -, :, parentheses) is plain text, and a double
+    quote is written twice.
     """
-    return '"' + text.replace('"', '""') + '"'
+    runs = list(dict.fromkeys(text[i : i + TRIGRAM] for i in range(len(text) - TRIGRAM + 1)))
+    if len(runs) > FTS_TRIGRAMS_MAX:
+        step = len(runs) / FTS_TRIGRAMS_MAX
+        runs = [runs[int(n * step)] for n in range(FTS_TRIGRAMS_MAX)]
+    return " AND ".join('"' + run.replace('"', '""') + '"' for run in runs)
 
 
 def like_escaped(text: str) -> str:
@@ -150,7 +163,7 @@ _SQLITE_CANDIDATE_COUNT = sa.select(
     _INDEXED_UPTO,
     _count_of(
         sa.select(events_trigrams.c.rowid).where(
-            events_trigrams.c.events_trigrams.match(sa.bindparam("q_phrase")),
+            events_trigrams.c.events_trigrams.match(sa.bindparam("q_trigrams")),
             events_trigrams.c.rowid <= _INDEXED_UPTO,
         )
     ).scalar_subquery(),
@@ -189,4 +202,4 @@ def _sqlite_search(query: sa.Select[Any], search: str) -> sa.Select[Any]:
     hits = events_trigrams.c.rowid
     return query.select_from(
         _LeftFirstJoin(events_trigrams, events_table, hits == EVENTS_ROWID)
-    ).where(events_trigrams.c.events_trigrams.match(sa.bindparam("q_phrase")), hits <= _UPTO)
+    ).where(events_trigrams.c.events_trigrams.match(sa.bindparam("q_trigrams")), hits <= _UPTO)
