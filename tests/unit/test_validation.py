@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from audit.domain import rules
+from audit.domain.common_event import quick_event
 from audit.domain.errors import AuditError, MalformedJson, PayloadTooLarge, ValidationFailed
 from audit.domain.events import Party, Source
-from audit.domain.validation import decode_json, parse_batch, parse_event
+from audit.domain.validation import _Parser, decode_json, parse_batch, parse_event
 
 MAX_SAFE = 2**53 - 1
 
@@ -609,8 +611,8 @@ def test_deep_metadata_that_decodes_is_judged_not_crashed() -> None:
 
 
 # --- the common case's shortcut ----------------------------------------------------------------
-# parse_event and parse_batch try `_quick_event` first: it must accept nothing the parser
-# refuses, and give what the parser gives for what it accepts.
+# parse_event and parse_batch try `common_event.quick_event` first: it must accept
+# nothing the parser refuses, and give what the parser gives for what it accepts.
 
 _ODD_VALUES: list[Any] = [
     None,
@@ -646,18 +648,7 @@ _ODD_VALUES: list[Any] = [
     "unknown",
     "Success",
 ]
-_FIELDS = [
-    "id",
-    "action",
-    "actor",
-    "targets",
-    "occurred_at",
-    "outcome",
-    "source",
-    "description",
-    "metadata",
-    "tenant",
-]
+_FIELDS = [*sorted(rules.EVENT_FIELDS), "tenant"]
 _NESTED_KEYS = ["id", "type", "name", "extra", "ip", "user_agent"]
 
 
@@ -699,11 +690,9 @@ def _variants() -> list[Any]:
 
 @pytest.mark.parametrize("raw", _variants())
 def test_the_shortcut_accepts_only_what_the_parser_accepts_and_gives_the_same(raw: Any) -> None:
-    from audit.domain.validation import _Parser, _quick_event
-
     parser = _Parser(index=None)
     expected = parser.event(raw)
-    quick = _quick_event(raw)
+    quick = quick_event(raw)
     if quick is not None:
         assert not parser.problems
         assert quick == expected
@@ -711,7 +700,6 @@ def test_the_shortcut_accepts_only_what_the_parser_accepts_and_gives_the_same(ra
 
 
 def test_the_shortcut_takes_the_common_case() -> None:
-    from audit.domain.validation import _quick_event
 
-    assert _quick_event(_full_event()) is not None
-    assert _quick_event(event()) is not None
+    assert quick_event(_full_event()) is not None
+    assert quick_event(event()) is not None

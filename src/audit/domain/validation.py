@@ -9,20 +9,17 @@ import ipaddress
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, TypeGuard
-
-import orjson
+from typing import Any
 
 from audit.domain import rules
-from audit.domain.canonical import canonical_json, key_is_plain
+from audit.domain.canonical import key_is_plain
+from audit.domain.common_event import EMPTY_METADATA, canonical_copy, quick_event
 from audit.domain.errors import PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source
 from audit.domain.jsontext import decode_json
 from audit.domain.jsonvalues import IPV4_RE, quick_metadata, string_problem
 from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
-
-_EMPTY_OBJECT = b"{}"
 
 __all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
 
@@ -131,10 +128,10 @@ class _Parser:
         """Check metadata without recursion, naming every bad value; return a canonical
         copy and its RFC 8785 bytes, made here once for the fingerprint and the chain."""
         if value is None:
-            return CanonicalMetadata({}, _EMPTY_OBJECT)
+            return CanonicalMetadata({}, EMPTY_METADATA)
         if not isinstance(value, dict):
             self.problem("metadata", "must be an object")
-            return CanonicalMetadata({}, _EMPTY_OBJECT)
+            return CanonicalMetadata({}, EMPTY_METADATA)
         quick = quick_metadata(value)
         if quick is not None:
             return self._canonical_metadata(value, quick)
@@ -170,14 +167,14 @@ class _Parser:
                         plain = plain and key_is_plain(key)
                         stack.append((v, f"{field}.{key}", depth + 1))
         if len(self.problems) != before:
-            return CanonicalMetadata({}, _EMPTY_OBJECT)
+            return CanonicalMetadata({}, EMPTY_METADATA)
         return self._canonical_metadata(value, plain)
 
     def _canonical_metadata(self, value: dict[str, Any], plain: bool) -> CanonicalMetadata:
-        metadata = _canonical_copy(value, plain)
+        metadata = canonical_copy(value, plain)
         if metadata is None:
             self.problem("metadata", f"must be at most {rules.METADATA_MAX_BYTES} bytes as JSON")
-            return CanonicalMetadata({}, _EMPTY_OBJECT)
+            return CanonicalMetadata({}, EMPTY_METADATA)
         return metadata
 
     def event(self, obj: Any) -> NewEvent | None:
@@ -225,127 +222,6 @@ class _Parser:
         )
 
 
-def _canonical_copy(value: dict[str, Any], plain: bool) -> CanonicalMetadata | None:
-    """Valid metadata's RFC 8785 bytes and a fresh copy in canonical key order (the log
-    never shares the caller's objects), or None when the bytes are over the limit."""
-    canonical = canonical_json(value, plain)
-    if len(canonical) > rules.METADATA_MAX_BYTES:
-        return None
-    # Numbers stay of the types sent: RFC 8785 writes a whole float as an integer, which
-    # would read back as one.
-    copy = canonical if plain else orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return CanonicalMetadata(orjson.loads(copy), canonical)
-
-
-# The common case of an event, decided without naming fields (about a sixth less time
-# validating the bench's events, bench/README.md). Each check accepts only what the
-# parser accepts; anything else, valid or not, goes to the parser, which names every
-# problem (tests/unit/test_validation.py holds the two to the same results).
-
-
-def _plain_text(value: Any, max_len: int, min_len: int = 1) -> TypeGuard[str]:
-    """ASCII text without NUL, of min_len to max_len characters."""
-    return (
-        value.__class__ is str
-        and min_len <= len(value) <= max_len
-        and value.isascii()
-        and "\x00" not in value
-    )
-
-
-def _quick_party(value: Any) -> Party | None:
-    if value.__class__ is not dict or not value.keys() <= rules.PARTY_FIELDS:
-        return None
-    pid = value.get("id")
-    kind = value.get("type")
-    name = value.get("name")
-    if (
-        _plain_text(pid, rules.PARTY_ID_MAX)
-        and (kind is None or _plain_text(kind, rules.PARTY_TYPE_MAX))
-        and (name is None or _plain_text(name, rules.PARTY_NAME_MAX))
-    ):
-        return Party(id=pid, type=kind, name=name)
-    return None
-
-
-def _quick_source(value: Any) -> Source | None:
-    if value is None:
-        return Source()
-    if value.__class__ is not dict or not value.keys() <= rules.SOURCE_FIELDS:
-        return None
-    ip = value.get("ip")
-    agent = value.get("user_agent")
-    if (ip is None or (_plain_text(ip, rules.IP_MAX) and IPV4_RE.fullmatch(ip))) and (
-        agent is None or _plain_text(agent, rules.USER_AGENT_MAX, 0)
-    ):
-        return Source(ip=ip, user_agent=agent)
-    return None
-
-
-def _quick_event(obj: Any) -> NewEvent | None:
-    """The event, if it is of the common case; None sends it to the parser."""
-    if obj.__class__ is not dict or not obj.keys() <= rules.EVENT_FIELDS:
-        return None
-    get = obj.get
-    event_id = get("id")
-    action = get("action")
-    if event_id is not None and not (event_id.__class__ is str and rules.ID_RE.fullmatch(event_id)):
-        return None
-    if not (action.__class__ is str and rules.ID_RE.fullmatch(action)):
-        return None
-    actor = _quick_party(get("actor"))
-    if actor is None:
-        return None
-    targets: tuple[Party, ...] = ()
-    raw_targets = get("targets")
-    if raw_targets is not None:
-        if raw_targets.__class__ is not list or len(raw_targets) > rules.MAX_TARGETS:
-            return None
-        parties = [_quick_party(item) for item in raw_targets]
-        if None in parties:
-            return None
-        targets = tuple(parties)  # type: ignore[arg-type]
-    occurred_at = get("occurred_at")
-    if occurred_at is not None:
-        if not _plain_text(occurred_at, rules.TIME_MAX):
-            return None
-        try:
-            occurred_at = parse_rfc3339(occurred_at)
-        except ValueError:
-            return None
-    outcome = get("outcome")
-    if outcome is None:
-        outcome = rules.DEFAULT_OUTCOME
-    elif outcome.__class__ is not str or outcome not in rules.OUTCOMES:
-        return None
-    source = _quick_source(get("source"))
-    description = get("description")
-    if source is None or not (
-        description is None or _plain_text(description, rules.DESCRIPTION_MAX, 0)
-    ):
-        return None
-    raw_metadata = get("metadata")
-    if raw_metadata is None:
-        metadata: CanonicalMetadata | None = CanonicalMetadata({}, _EMPTY_OBJECT)
-    elif raw_metadata.__class__ is dict and (plain := quick_metadata(raw_metadata)) is not None:
-        metadata = _canonical_copy(raw_metadata, plain)
-    else:
-        return None
-    if metadata is None:
-        return None
-    return NewEvent(
-        id=event_id,
-        action=action,
-        actor=actor,
-        targets=targets,
-        occurred_at=occurred_at,
-        outcome=outcome,
-        source=source,
-        description=description,
-        metadata=metadata,
-    )
-
-
 BATCH_KEY = "events"
 
 
@@ -367,7 +243,7 @@ def is_batch(body: Any) -> bool:
 
 def parse_event(obj: Any) -> NewEvent:
     """Validate one event; raise ValidationFailed naming every problem."""
-    event = _quick_event(obj)
+    event = quick_event(obj)
     if event is not None:
         return event
     parser = _Parser(index=None)
@@ -388,7 +264,7 @@ def parse_batch(items: Any) -> list[NewEvent]:
     problems: list[Problem] = []
     events: list[NewEvent] = []
     for index, item in enumerate(items):
-        event = _quick_event(item)
+        event = quick_event(item)
         if event is None:
             parser = _Parser(index=index)
             event = parser.event(item)
