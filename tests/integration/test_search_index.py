@@ -281,6 +281,43 @@ def test_a_removed_or_damaged_search_file_is_rebuilt(live: tuple[str, Engine]) -
         assert query("acme", where, page).events == want, damage
 
 
+def test_a_kept_reading_connection_follows_a_rebuilt_search_file(
+    live: tuple[str, Engine],
+) -> None:
+    # Reading units of work keep their connection out of the pool between them, so the
+    # pool's checkout hook does not see it: taking it again must look at the file too.
+    database, engine = live
+    storage = SqlUnitOfWorkFactory(engine)
+    record = RecordEvents(storage, FixedClock(T0))
+
+    def add(first: int, count: int) -> None:
+        record(
+            "acme",
+            [
+                NewEvent(id=f"e-{n}", action="a", actor=Party(id="u"))
+                for n in range(first, first + count)
+            ],
+        )
+
+    def upto_seen_by_a_reader() -> int:
+        with storage() as uow:
+            return int(
+                uow.events._conn.exec_driver_sql(
+                    "SELECT indexed_upto FROM search.search_progress"
+                ).scalar_one()
+            )
+
+    add(0, 10)
+    wait_until_indexed(database, timeout_s=5)
+    assert upto_seen_by_a_reader() == 10  # the file, attached by the kept connection
+    for suffix in ("", "-wal", "-shm"):
+        Path(search_file(database) + suffix).unlink()
+    add(10, 5)
+    wait_until_indexed(database, timeout_s=5)  # a new file, indexed from the start
+    assert indexed_upto(database) == 15
+    assert upto_seen_by_a_reader() == 15  # not the removed file's 10
+
+
 def test_one_indexer_at_a_time(sqlite_url: str) -> None:
     upgrade_schema(sqlite_url)
     database = str(sqlite_file(sqlite_url))

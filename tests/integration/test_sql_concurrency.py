@@ -147,7 +147,8 @@ def test_writing_units_of_work_keep_one_sqlite_connection_until_one_fails(
     for n in range(5):
         record("acme", [new(f"kept-{n}")])
     assert len(checkouts) == 1
-    stored_log(factory, "acme")  # a read takes a connection of the pool, as ever
+    stored_log(factory, "acme")  # reads keep a connection of their own
+    stored_log(factory, "acme")
     assert len(checkouts) == 2
 
     def fail_midway() -> None:
@@ -160,6 +161,51 @@ def test_writing_units_of_work_keep_one_sqlite_connection_until_one_fails(
     record("acme", [new("after")])  # on a fresh connection: the failed one was let go
     assert len(checkouts) == 3
     assert [e.seq for e in stored_log(factory, "acme")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_reading_units_of_work_keep_a_connection_per_concurrent_reader(
+    sqlite_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    upgrade_schema(sqlite_url)
+    engine = engines(sqlite_url)
+    checkouts: list[Any] = []
+    checkins: list[Any] = []
+    sa.event.listen(engine, "checkout", lambda dbapi, *_: checkouts.append(dbapi))
+    sa.event.listen(engine, "checkin", lambda dbapi, *_: checkins.append(dbapi))
+    factory = SqlUnitOfWorkFactory(engine)
+    RecordEvents(factory, SystemClock())("acme", [new("one")])
+    del checkouts[:], checkins[:]  # the writer's: writers keep no connection here
+    readers = 4
+    inside = threading.Barrier(readers)
+    seen: list[int] = []
+
+    def read() -> None:
+        with factory() as uow:
+            inside.wait(timeout=10)  # all four at once, each on its own connection
+            seen.append(uow.events.head("acme").seq)
+
+    for _round in range(3):
+        threads = [threading.Thread(target=read) for _ in range(readers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert seen == [1] * readers * 3
+    # Made in the first round, taken again after, never given back to the pool.
+    assert (len(checkouts), checkins) == (readers, [])
+
+    def fail_midway() -> None:
+        with factory() as uow:
+            uow.events.head("acme")
+            raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        fail_midway()
+    assert len(checkins) == 1  # a connection whose work failed goes back to the pool
+    engine.dispose()
+    for dbapi in checkouts:  # and the kept ones are closed with the engine
+        with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+            dbapi.execute("SELECT 1")
 
 
 @pytest.mark.postgres
@@ -379,12 +425,13 @@ def test_postgres_pings_only_a_connection_the_server_may_have_dropped(
     with engines(postgres_url).connect() as admin:
         admin.execute(
             sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
         )
         admin.commit()
-    time.sleep(0.2)  # the terminated backend's goodbye reaches the pooled socket
+    # With a timeout, pg_terminate_backend returns once the backend has ended: its
+    # goodbye is on the pooled socket by then (without, the next checkout could come first).
     assert [e.id for e in stored_log(factory, "acme")][-1] == "quiet-4"
     assert pings  # the dropped connection was pinged, failed, and was replaced unseen
 
@@ -405,7 +452,7 @@ def test_postgres_connections_lost_are_replaced(
         with admin.connect() as connection:
             connection.execute(
                 sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                     " WHERE datname = :name AND pid <> pg_backend_pid()"
                 ),
                 {"name": name},

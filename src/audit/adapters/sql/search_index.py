@@ -40,12 +40,13 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.files import OWNER_ONLY, create_owner_only
 
@@ -205,16 +206,36 @@ def attach_search_index(engine: Engine, database: str | None) -> None:
     if path is None:
         return
 
-    @event.listens_for(engine, "checkout")
-    def _reattach(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        file, inode, when = record.info.get("search_attached", (False, None, 0.0))
+    def reattach(dbapi_connection: Any, info: dict[str, Any]) -> None:
+        file, inode, when = info.get("search_attached", (False, None, 0.0))
         now = _inode(path)
         if now == inode and (file or now is None or time.monotonic() - when < STAND_IN_RETRY_S):
             # The same file; or the stand-in for a file not there yet, or there but not
             # readable, or not ready (tried again a little later).
             return
         _detach(dbapi_connection)
-        record.info["search_attached"] = attach(dbapi_connection)
+        info["search_attached"] = attach(dbapi_connection)
+
+    @event.listens_for(engine, "checkout")
+    def _reattach(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        reattach(dbapi_connection, record.info)
+
+    _reattachers[engine] = reattach
+
+
+# What the checkout hook of each engine with a search file runs (attach_search_index).
+_reattachers: weakref.WeakKeyDictionary[Engine, Callable[[Any, dict[str, Any]], None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def refresh_search_index(connection: Connection) -> None:
+    """What the pool's checkout does for `connection`, kept out of the pool since its last
+    unit of work: attach the search file again if it was since made, replaced or removed."""
+    reattach = _reattachers.get(connection.engine)
+    if reattach is not None:
+        proxied = connection.connection
+        reattach(proxied.dbapi_connection, proxied.info)
 
 
 def _detach(dbapi_connection: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import threading
+import os
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
 from audit.adapters.sql.repositories import SqlEventRepository
-from audit.adapters.sql.search_index import indexer_starter
+from audit.adapters.sql.search_index import indexer_starter, refresh_search_index
 from audit.adapters.sql.tokens import SqlTokenRepository
 from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
 from audit.domain.errors import StorageUnavailable
@@ -36,7 +36,7 @@ class SqlUnitOfWork:
     tokens: TokenRepository
 
     def __init__(
-        self, engine: Engine, write: bool = False, kept: KeptConnection | None = None
+        self, engine: Engine, write: bool = False, kept: KeptConnections | None = None
     ) -> None:
         self._engine = engine
         self._write = write
@@ -90,7 +90,9 @@ class SqlUnitOfWork:
             try:
                 connection.rollback()
                 # After a failure, the next unit of work starts on a fresh connection.
-                kept = exc is None and self._kept is not None and self._kept.keep(connection)
+                if exc is None and self._kept is not None:
+                    self._kept.keep(connection)
+                    kept = True
             finally:
                 if not kept:
                     connection.close()
@@ -142,56 +144,67 @@ class SqlUnitOfWork:
             ) from None
 
 
-class KeptConnection:
-    """One Connection that writing units of work take in turn instead of the pool's.
+class KeptConnections:
+    """Connections that units of work give back and take again instead of the pool's.
 
-    For a process whose one thread writes all the time (the server's writer): a unit of
-    work on a connection of the pool paid for the checkout and checkin, and the
-    Connection made and closed around them, about an eighth of a one-event group's CPU
-    (bench/README.md). SQLite only: a PostgreSQL connection kept idle could be dropped by
+    A unit of work on a connection of the pool paid for the checkout and checkin, and
+    the Connection made and closed around them: about an eighth of a one-event group's
+    CPU in the writer, and served, an `actor_id` page took 1.2x the CPU with them
+    (bench/README.md). Each is one thread's at a time, and there are as many as threads
+    ever worked at once. Only a unit of work that ended without an error gives its
+    connection back. SQLite only: a PostgreSQL connection kept idle could be dropped by
     the server unseen, which the pool's check at each checkout catches (engine.py).
+
+    A connection taken again is checked for a replaced search file, as the pool's
+    checkout does (search_index.py). Those kept are closed when the engine is disposed;
+    a forked child lets go of its parent's without closing them, as the pool does.
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._connection: Connection | None = None
-        self._lock = threading.Lock()
+        self._free: list[Connection] = []  # list.pop and list.append are atomic
+        self._pid = os.getpid()
+        sa.event.listen(engine, "engine_disposed", self._close_all)
 
     def take(self) -> Connection:
-        with self._lock:
-            connection, self._connection = self._connection, None
-        return self._engine.connect() if connection is None else connection
+        try:
+            connection = self._free.pop()
+        except IndexError:
+            return self._engine.connect()
+        refresh_search_index(connection)
+        return connection
 
-    def keep(self, connection: Connection) -> bool:
-        """Keep `connection` for the next unit of work; False if one is kept already."""
-        with self._lock:
-            if self._connection is not None:
-                return False
-            self._connection = connection
-            return True
+    def keep(self, connection: Connection) -> None:
+        self._free.append(connection)
+
+    def _close_all(self, _engine: Engine) -> None:
+        free, self._free = self._free, []
+        if os.getpid() == self._pid:
+            for connection in free:
+                connection.detach()  # closed, not given back to the pool disposed of
+                connection.close()
 
 
 class SqlUnitOfWorkFactory:
     """Makes SqlUnitOfWorks on one Engine; `write=True` for work that appends or changes.
 
-    `keep_writer`: writing units of work reuse one connection (KeptConnection), on SQLite.
+    On SQLite, reading units of work reuse their connections (KeptConnections), and with
+    `keep_writer` writing ones too: for a process whose one thread writes all the time.
     """
 
     def __init__(self, engine: Engine, keep_writer: bool = False) -> None:
         self.engine = engine
         # A process that writes events keeps SQLite's `q` index (search_index.py).
         self._start_indexer = indexer_starter(engine.url)
-        self._kept = KeptConnection(engine) if keep_writer and _is_sqlite(engine) else None
+        sqlite = engine.dialect.name == "sqlite"
+        self._writers = KeptConnections(engine) if keep_writer and sqlite else None
+        self._readers = KeptConnections(engine) if sqlite else None
 
     def __call__(self, write: bool = False) -> SqlUnitOfWork:
         if write:
             self._start_indexer()
-            return SqlUnitOfWork(self.engine, write, self._kept)
-        return SqlUnitOfWork(self.engine, write)
-
-
-def _is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
+            return SqlUnitOfWork(self.engine, write, self._writers)
+        return SqlUnitOfWork(self.engine, write, self._readers)
 
 
 if TYPE_CHECKING:
