@@ -437,6 +437,37 @@ def test_postgres_pings_only_a_connection_the_server_may_have_dropped(
 
 
 @pytest.mark.postgres
+def test_postgres_reads_run_in_autocommit_and_writes_in_transactions(
+    postgres_url: str, engines: Callable[..., sa.Engine]
+) -> None:
+    from psycopg.pq import TransactionStatus
+
+    upgrade_schema(postgres_url)
+    factory = SqlUnitOfWorkFactory(engines(postgres_url))
+    record = RecordEvents(factory, SystemClock())
+    record("acme", [new("a")])
+    with factory() as uow:
+        assert uow.events.head("acme").seq == 1
+        driver = uow.events._conn.connection.dbapi_connection
+        assert driver is not None
+        # No transaction left open by the statement: nothing to BEGIN or ROLLBACK.
+        assert driver.info.transaction_status == TransactionStatus.IDLE
+
+    # One thread, one connection: the reader's, back in the pool, is a writer's next,
+    # and its work is a transaction again (rolled back whole when it fails).
+    def fail_midway() -> None:
+        with factory(write=True) as uow:
+            assert uow.events._conn.connection.dbapi_connection is driver
+            uow.events.lock_head("acme")
+            assert driver.info.transaction_status == TransactionStatus.INTRANS
+            raise RuntimeError("midway")
+
+    with pytest.raises(RuntimeError, match="midway"):
+        fail_midway()
+    assert [e.id for e in stored_log(factory, "acme")] == ["a"]
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize("keep_writer", [False, True])  # kept on SQLite only
 def test_postgres_connections_lost_are_replaced(
     postgres_url: str, engines: Callable[..., sa.Engine], keep_writer: bool
