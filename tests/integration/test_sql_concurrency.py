@@ -436,30 +436,38 @@ def test_postgres_pings_only_a_connection_the_server_may_have_dropped(
     assert pings  # the dropped connection was pinged, failed, and was replaced unseen
 
 
-@pytest.mark.postgres
-def test_postgres_reads_run_in_autocommit_and_writes_in_transactions(
-    postgres_url: str, engines: Callable[..., sa.Engine]
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_reads_open_no_transaction_and_writes_stay_transactions(
+    kind: str, sqlite_url: str, engines: Callable[..., sa.Engine], request: pytest.FixtureRequest
 ) -> None:
-    from psycopg.pq import TransactionStatus
-
-    upgrade_schema(postgres_url)
-    factory = SqlUnitOfWorkFactory(engines(postgres_url))
+    url = sqlite_url if kind == "sqlite" else request.getfixturevalue("postgres_url")
+    upgrade_schema(url)
+    factory = SqlUnitOfWorkFactory(engines(url))
     record = RecordEvents(factory, SystemClock())
     record("acme", [new("a")])
+
+    def in_transaction(driver: Any) -> bool:
+        if kind == "sqlite":
+            return bool(driver.in_transaction)
+        from psycopg.pq import TransactionStatus
+
+        return bool(driver.info.transaction_status != TransactionStatus.IDLE)
+
     with factory() as uow:
         assert uow.events.head("acme").seq == 1
-        driver = uow.events._conn.connection.dbapi_connection
-        assert driver is not None
-        # No transaction left open by the statement: nothing to BEGIN or ROLLBACK.
-        assert driver.info.transaction_status == TransactionStatus.IDLE
+        assert len(uow.events.page("acme", EventFilter(), PageRequest(limit=10))) == 1
+        reader = uow.events._conn.connection.dbapi_connection
+        # Nothing begun, so nothing to end: no BEGIN and no ROLLBACK.
+        assert not in_transaction(reader)
 
-    # One thread, one connection: the reader's, back in the pool, is a writer's next,
-    # and its work is a transaction again (rolled back whole when it fails).
+    # A writer's work is one transaction, rolled back whole when it fails; on PostgreSQL
+    # (one thread, one pooled connection) on the very connection the reader had.
     def fail_midway() -> None:
         with factory(write=True) as uow:
-            assert uow.events._conn.connection.dbapi_connection is driver
+            writer = uow.events._conn.connection.dbapi_connection
+            assert kind == "sqlite" or writer is reader
             uow.events.lock_head("acme")
-            assert driver.info.transaction_status == TransactionStatus.INTRANS
+            assert in_transaction(writer)
             raise RuntimeError("midway")
 
     with pytest.raises(RuntimeError, match="midway"):

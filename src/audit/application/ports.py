@@ -111,7 +111,12 @@ class SigningKeyRecord(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction. Rolls back on exit unless `commit()` was called."""
+    """One transaction. Rolls back on exit unless `commit()` was called.
+
+    A reading one (`write=False`) may give each statement a snapshot of its own, as READ
+    COMMITTED does: two reads in it need not see the same commits. The log only grows, so
+    a later read sees at least what an earlier one saw.
+    """
 
     @property
     def events(self) -> EventRepository: ...

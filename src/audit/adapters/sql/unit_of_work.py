@@ -1,4 +1,5 @@
-"""The SQL unit of work: one Connection, one transaction, rolled back unless committed."""
+"""The SQL unit of work: one Connection; a writer's work one transaction, rolled back
+unless committed."""
 
 from __future__ import annotations
 
@@ -23,15 +24,19 @@ logger = logging.getLogger(__name__)
 
 
 class SqlUnitOfWork:
-    """One database transaction, begun on enter and rolled back on exit unless committed.
+    """A writing unit of work (`write=True`) is one database transaction, begun on enter
+    and rolled back on exit unless committed. It takes SQLite's write lock when it begins,
+    so writers queue; on PostgreSQL they queue on their tenant's chain head instead.
 
-    A writing unit of work (`write=True`) takes SQLite's write lock when it begins, so
-    writers queue; on PostgreSQL they queue on their tenant's chain head instead. Driver
-    errors meaning "not now" (locked, disk full, unreachable) arrive as StorageUnavailable.
+    A reading one opens no transaction: each statement reads a snapshot of its own (the
+    port allows it), in autocommit. No BEGIN and no ROLLBACK: on PostgreSQL two round trips
+    of a page's three, on SQLite two statements, each a moment the thread lets go of the
+    GIL (bench/README.md). On PostgreSQL a reader sees what a transaction would, as under
+    READ COMMITTED each statement takes its own snapshot anyway. (A statement run through
+    SQLAlchemy's own execute still begins a transaction, which exit rolls back.)
 
-    On PostgreSQL a reading unit of work runs its statements in autocommit: no BEGIN and
-    no ROLLBACK, two round trips of a page's three. It sees what a transaction would: under
-    READ COMMITTED each statement of a transaction takes a snapshot of its own anyway.
+    Driver errors meaning "not now" (locked, disk full, unreachable) arrive as
+    StorageUnavailable.
     """
 
     # Typed as the ports: a protocol's plain attribute is invariant, so a narrower type
@@ -72,8 +77,8 @@ class SqlUnitOfWork:
                 connection.execution_options(
                     **{WRITE_OPTION: True, WAITING_SINCE_OPTION: waiting_since}
                 )
-            connection.begin()
-            if self._autocommit:
+                connection.begin()
+            elif self._autocommit:
                 _driver(connection).autocommit = True
         except BaseException:
             connection.close()
