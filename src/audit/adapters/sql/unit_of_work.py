@@ -175,9 +175,10 @@ class KeptConnections:
     the Connection made and closed around them: about an eighth of a one-event group's
     CPU in the writer; served `actor_id` pages made 1.2x the requests a second once
     readers kept theirs (bench/README.md). Each is one thread's at a time, and there are
-    as many as threads ever worked at once. Only a unit of work that ended without an error gives its
-    connection back. SQLite only: a PostgreSQL connection kept idle could be dropped by
-    the server unseen, which the pool's check at each checkout catches (engine.py).
+    as many as threads ever worked at once. Only a unit of work that ended without an
+    error gives its connection back. SQLite only: a PostgreSQL connection kept idle could
+    be dropped by the server unseen, which the pool's check at each checkout catches
+    (engine.py).
 
     A connection taken again is checked for a replaced search file, as the pool's
     checkout does (search_index.py). Those kept are closed when the engine is disposed;
