@@ -3,7 +3,8 @@
 The machine's speed drifts by 10-15% between runs of the same code, more than most
 changes move a figure; a change is judged by runs of the two versions in turn, means over
 the pairs. Each run starts `audit serve` with its defaults (or `--workers`, `--threads`)
-on a fresh SQLite file, from this checkout's `src/` or OTHER's (a checkout of another
+on a fresh SQLite file (or, with `--database-url`, a fresh PostgreSQL database beside
+the one it names), from this checkout's `src/` or OTHER's (a checkout of another
 commit, e.g. made by `git worktree add /tmp/before HEAD~1`), drives one load with wrk
 (the Python generator without it), and reads the server's CPU (master, workers, writer)
 from /proc around the load. The runs go A B B A, so a drift during a pair favours
@@ -20,6 +21,7 @@ OTHER's. Only loopback; every server is stopped after its run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -28,7 +30,8 @@ from pathlib import Path
 
 from bench.events import FILTER_ACTOR_ID
 from bench.load import LoadSpec, choose_generator, run_load
-from bench.servers import REPO, AuditServer
+from bench.run import _analyze_unless_autovacuum, _write_back
+from bench.servers import REPO, AuditServer, postgres_database, sqlite_database
 
 SCENARIOS = {
     # name: (method, path, batch, default connections)
@@ -49,13 +52,15 @@ class Run:
 
 def run_once(args: argparse.Namespace, side: str, src: Path) -> Run:
     method, path, batch, connections = SCENARIOS[args.scenario]
-    with tempfile.TemporaryDirectory(prefix="audit-ab-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="audit-ab-")))
+        url = stack.enter_context(
+            postgres_database(args.database_url) if args.database_url else sqlite_database(tmp)
+        )
         # The server's code: `src` (bench/servers.py puts AUDIT_BENCH_SERVER_SRC first).
         os.environ["AUDIT_BENCH_SERVER_SRC"] = str(src)
         try:
-            server = AuditServer(
-                f"sqlite:///{tmp}/ab.db", args.workers, args.threads, Path(tmp) / "server.log"
-            )
+            server = AuditServer(url, args.workers, args.threads, tmp / "server.log")
             server.start()
         finally:
             del os.environ["AUDIT_BENCH_SERVER_SRC"]
@@ -78,6 +83,9 @@ def run_once(args: argparse.Namespace, side: str, src: Path) -> Run:
                 )
                 if loaded.failures:
                     raise RuntimeError(f"loading failed: {loaded.statuses}")
+                if args.database_url:
+                    _analyze_unless_autovacuum(url)
+                _write_back("postgres" if args.database_url else "sqlite", url)
             else:  # warm the workers and the writer
                 run_load(
                     LoadSpec(server.port, "/v1/events", server.token, 4, 1, "POST", 0, "ABwarm"),
@@ -116,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL URL: each run on a fresh database beside it (default: SQLite)",
+    )
     args = parser.parse_args(argv)
     other = args.other.resolve() / "src"
     if not (other / "audit").is_dir():
