@@ -64,7 +64,9 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
 
-    engine = providers.Singleton(create_engine_for, config.database_url)
+    engine = providers.Singleton(
+        create_engine_for, config.database_url, pool_size=config.db_connections
+    )
 
     uow = providers.Selector(
         config.storage,
@@ -117,7 +119,7 @@ class Container(containers.DeclarativeContainer):
     revocation_epoch = providers.Selector(
         config.storage,
         memory=providers.Singleton(InMemoryRevocationEpoch, uow),
-        sql=providers.Singleton(SqlRevocationEpoch, engine),
+        sql=providers.Singleton(SqlRevocationEpoch, engine, keep=config.db_connections),
     )
     # Per process: the principals it has found, the uses it has yet to write, the
     # addresses it holds off.

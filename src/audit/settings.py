@@ -88,6 +88,10 @@ class Settings:
     # that writes for the server (adapters/writer.py). None: each process commits its own
     # requests.
     writer_socket: str | None = None
+    # Set by `audit serve` to its threads per worker: the database connections a process
+    # keeps. Fewer than the threads reading at once, and PostgreSQL connections were
+    # closed and opened again under load (bench/README.md).
+    db_connections: int = attrs.field(default=5, validator=_positive)
 
     @property
     def storage(self) -> str:

@@ -171,6 +171,8 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
         gc.freeze()
         return app
 
+    # A connection kept for every thread of a worker (PostgreSQL's pool, the epoch reads).
+    settings = attrs.evolve(settings, db_connections=threads)
     metrics_dir = None
     if workers > 1 and settings.metrics_dir is None:
         # Each worker counts in files here, so /metrics adds up every worker's numbers.

@@ -109,9 +109,11 @@ class SqlRevocationEpoch:
     read is then one statement, with no pool checkout, no pre-ping and no transaction to
     open, and it sees every commit made before it began, on SQLite as on PostgreSQL. A
     read never waits for a writer (SQLite in WAL mode, PostgreSQL's MVCC). Connections
-    are made as concurrent reads need them and at most `keep` stay open, so a server adds
-    few PostgreSQL connections. A connection that fails is closed and the read tried once
-    on a new one (a restarted PostgreSQL); then the error is StorageUnavailable.
+    are made as concurrent reads need them and at most `keep` stay open: under `audit
+    serve` one per thread of a worker (with four, reads beyond them each opened and closed
+    a PostgreSQL connection, hundreds a second under load). A connection that fails is
+    closed and the read tried once on a new one (a restarted PostgreSQL); then the error
+    is StorageUnavailable.
 
     On a SQLite file, the epoch read is kept for as long as the file's revocation beacon
     says no revocation has begun since (revocation_beacon.py): most calls read no table.
