@@ -8,7 +8,8 @@ the one it names), from this checkout's `src/` or OTHER's (a checkout of another
 commit, e.g. made by `git worktree add /tmp/before HEAD~1`), drives one load with wrk
 (the Python generator without it), and reads the server's CPU (master, workers, writer)
 from /proc around the load. The runs go A B B A, so a drift during a pair favours
-neither. Scenarios:
+neither. OTHER may be this checkout, with `--other-threads` or `--other-workers` set, to
+compare settings rather than code. Scenarios:
 
 - `single`: single-event `POST /v1/events` on an empty log (64 connections);
 - `page`: row 3's `actor_id` page of 50 on `--events` events (16 connections);
@@ -60,7 +61,12 @@ def run_once(args: argparse.Namespace, side: str, src: Path) -> Run:
         # The server's code: `src` (bench/servers.py puts AUDIT_BENCH_SERVER_SRC first).
         os.environ["AUDIT_BENCH_SERVER_SRC"] = str(src)
         try:
-            server = AuditServer(url, args.workers, args.threads, tmp / "server.log")
+            workers, threads = (
+                (args.other_workers or args.workers, args.other_threads or args.threads)
+                if side == "other"
+                else (args.workers, args.threads)
+            )
+            server = AuditServer(url, workers, threads, tmp / "server.log")
             server.start()
         finally:
             del os.environ["AUDIT_BENCH_SERVER_SRC"]
@@ -123,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000, help="page: the log's size")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--other-workers", type=int, default=0, help="OTHER's (default: the same)")
+    parser.add_argument("--other-threads", type=int, default=0, help="OTHER's (default: the same)")
     parser.add_argument("--generator", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
         "--database-url",
