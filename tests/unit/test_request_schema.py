@@ -230,13 +230,16 @@ def changed_events(draw: st.DrawFn) -> dict[str, Any]:
     for part in parents:
         node = node[part]
     action = draw(st.sampled_from(["replace", "add", "drop"]))
+    # Inside metadata the schema says its limits (no NUL, size) only in words: a value put
+    # there keeps to them, as JSON_VALUES do, or the two could not be held to agree.
+    replacements = JSON_VALUES if path[0] == "metadata" and parents else REPLACEMENTS
     if action == "drop" and isinstance(node, dict):
         del node[last]
     elif action == "add" and isinstance(node, dict):
         key = draw(st.sampled_from(["tenant", "extra", "ID", "id", "type", "ip"]))
-        node[key] = draw(REPLACEMENTS)
+        node[key] = draw(replacements)
     else:
-        node[last] = draw(REPLACEMENTS)
+        node[last] = draw(replacements)
     return event
 
 
