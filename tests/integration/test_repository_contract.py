@@ -354,6 +354,26 @@ def test_writes_are_visible_to_the_transaction_that_made_them(
         assert revoked.revoked_at == T0 + US
 
 
+def test_the_revocation_epoch_advances_with_each_revocation_committed(
+    storage: UnitOfWorkFactory,
+) -> None:
+    with storage(write=True) as uow:
+        uow.tokens.add(Token("tok_1", "acme", "n", frozenset({Scope.EVENTS_READ}), "h1", T0))
+        uow.commit()
+    with storage() as uow:
+        before = uow.tokens.revocation_epoch()
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_1", T0 + US)
+        assert uow.tokens.revocation_epoch() == before + 1  # its own, before the commit
+        uow.rollback()
+    with storage(write=True) as uow:
+        assert uow.tokens.revocation_epoch() == before
+        uow.tokens.revoke("tok_1", T0 + US)
+        uow.commit()
+    with storage(write=True) as uow:
+        assert uow.tokens.revocation_epoch() == before + 1
+
+
 # --- tenants -----------------------------------------------------------------------------
 
 

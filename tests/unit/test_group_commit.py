@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,8 +13,15 @@ from audit.adapters.clock import FixedClock
 from audit.adapters.memory import InMemoryUnitOfWork, InMemoryUnitOfWorkFactory
 from audit.application.querying import VerifyChain
 from audit.application.recording import GroupCommit, RecordEvents
-from audit.domain.errors import Conflict, StorageUnavailable, ValidationFailed
+from audit.domain.errors import (
+    Conflict,
+    StaleCredentials,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from audit.domain.events import NewEvent, Party
+
+NOW = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def new(event_id: str, action: str = "document.update") -> NewEvent:
@@ -156,6 +164,55 @@ def test_a_storage_failure_reaches_every_waiter_and_stores_nothing(clock: FixedC
     # ... and once storage recovers, the same group commit serves the next request.
     storage.failing = False
     assert group("acme", [new("later")])[0].event.seq == 1
+
+
+def revoke_any_token(storage: InMemoryUnitOfWorkFactory) -> None:
+    """Advance the revocation epoch, as revoking a token does."""
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_gone", NOW)
+        uow.commit()
+
+
+def test_a_request_checked_before_a_revocation_is_refused_and_stores_nothing(
+    clock: FixedClock,
+) -> None:
+    storage = InMemoryUnitOfWorkFactory()
+    record = RecordEvents(storage, clock)
+    before = storage.store.revocation_epoch
+    revoke_any_token(storage)
+    outcomes = record.commit_group(
+        [
+            record.submit("acme", [new("a-1")], epoch=before),  # checked before: refused
+            record.submit("acme", [new("a-2")], epoch=before + 1),  # the current epoch
+            record.submit("acme", [new("a-3")]),  # checked by its caller: never asked
+        ]
+    )
+    stale, current, unchecked = outcomes
+    assert isinstance(stale, StaleCredentials)
+    assert isinstance(current, list)
+    assert isinstance(unchecked, list)
+    assert [r.event.seq for r in current + unchecked] == [1, 2]
+    with storage() as uow:
+        assert uow.events.get("acme", "a-1") is None
+    # Refused before anything else: even a duplicate of a stored event is not answered.
+    [again] = record.commit_group([record.submit("acme", [new("a-2")], epoch=before)])
+    assert isinstance(again, StaleCredentials)
+    with pytest.raises(StaleCredentials):
+        record("acme", [new("a-4")], epoch=before)
+    with pytest.raises(StaleCredentials):
+        GroupCommit(record)("acme", [new("a-4")], epoch=before)
+    assert VerifyChain(storage)("acme").checked == 2
+
+
+def test_a_revocation_in_the_transaction_that_records_is_seen() -> None:
+    # The epoch is read in the recording's own transaction: one it made itself counts.
+    storage = InMemoryUnitOfWorkFactory()
+    before = storage.store.revocation_epoch
+    with storage(write=True) as uow:
+        uow.tokens.revoke("tok_gone", NOW)
+        assert uow.tokens.revocation_epoch() == before + 1
+        uow.rollback()
+    assert storage.store.revocation_epoch == before
 
 
 def test_requests_queued_behind_a_refused_group_are_refused_with_it(clock: FixedClock) -> None:

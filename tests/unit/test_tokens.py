@@ -435,6 +435,39 @@ def test_a_kept_principal_is_reloaded_after_its_time_to_live(
     assert storage.opened == 2
 
 
+def test_kept_answers_a_loaded_principal_and_its_epoch_without_any_read(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", WRITE_READ)
+    ticks = Ticks()
+    authenticate, storage = kept(store, clock, ticks)
+    assert authenticate.kept(issued.secret) is None  # never loaded here
+    principal = authenticate(issued.secret)
+    assert principal is not None
+    epoch = store.revocation_epoch
+    assert authenticate.kept(issued.secret) == (principal, epoch)
+    # A revocation elsewhere is not seen: the epoch it gives is the one the operation
+    # must check in its own transaction (RecordEvents.commit_group).
+    RevokeToken(InMemoryUnitOfWorkFactory(store), clock)("acme", issued.token.id)
+    assert store.revocation_epoch == epoch + 1
+    assert authenticate.kept(issued.secret) == (principal, epoch)
+    assert storage.opened == 1
+    ticks.now = CACHE_TTL_S  # past its time to live: not kept any more
+    assert authenticate.kept(issued.secret) is None
+    assert authenticate(issued.secret) is None
+
+
+def test_kept_refuses_an_expired_principal(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", WRITE_READ, expires_at=NOW + timedelta(seconds=5))
+    authenticate, _ = kept(store, clock)
+    assert authenticate(issued.secret) is not None
+    assert authenticate.kept(issued.secret) is not None
+    clock.advance(timedelta(seconds=5))
+    assert authenticate.kept(issued.secret) is None
+
+
 def test_unknown_secrets_are_never_kept(
     issue: IssueToken, clock: FixedClock, store: InMemoryStore
 ) -> None:

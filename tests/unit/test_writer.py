@@ -23,7 +23,7 @@ from audit.adapters.writer_wire import (
 )
 from audit.application.querying import VerifyChain
 from audit.application.recording import Outcome, RecordEvents, Submission
-from audit.domain.errors import Conflict, StorageUnavailable
+from audit.domain.errors import Conflict, StaleCredentials, StorageUnavailable
 from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source, canonical_metadata
 from audit.domain.validation import parse_batch
 
@@ -55,6 +55,8 @@ def test_a_submission_crosses_the_socket_unchanged() -> None:
     assert kind == b"S"
     crossed = decode_submission(body)
     assert crossed == submission
+    checked_at = record.submit("acme", events, epoch=7)
+    assert decode_submission(encode_submission(checked_at)[1:]).epoch == 7
     # The canonical bytes validation made cross too, so the writer makes none again.
     assert all(isinstance(e.metadata, CanonicalMetadata) for e in crossed.events)
     assert [canonical_metadata(e) for e in crossed.events] == [
@@ -151,6 +153,22 @@ def test_a_conflict_reaches_the_caller_and_the_group_goes_on(
     with pytest.raises(Conflict):
         client("acme", [_event(1, action="doc.delete")])
     assert client("acme", [_event(2)])[0].event.seq == 2
+
+
+def test_a_request_checked_before_a_revocation_is_refused_by_the_writer(
+    writer: Callable[..., _Writer], tmp_path: Path
+) -> None:
+    uow = InMemoryUnitOfWorkFactory()
+    writer(RecordEvents(uow, CLOCK))
+    client = _client(tmp_path)
+    epoch = uow.store.revocation_epoch
+    assert client("acme", [_event(1)], epoch)[0].created
+    with uow(write=True) as work:
+        work.tokens.revoke("tok_gone", CLOCK.now())
+        work.commit()
+    with pytest.raises(StaleCredentials):
+        client("acme", [_event(2)], epoch)
+    assert client("acme", [_event(2)], epoch + 1)[0].event.seq == 2
 
 
 def test_no_writer_is_a_503_and_a_new_one_is_found(

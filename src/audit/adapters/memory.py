@@ -132,6 +132,9 @@ class InMemoryTokenRepository:
             self.pending[token_id] = attrs.evolve(token, revoked_at=at)
         self.revocations += 1
 
+    def revocation_epoch(self) -> int:
+        return self._store.revocation_epoch + self.revocations
+
     def touch(self, last_used: Mapping[str, datetime]) -> None:
         for token_id, at in last_used.items():
             token = self._current().get(token_id)

@@ -67,8 +67,10 @@ class WriterClient:
         self._local = threading.local()
         self._pid = os.getpid()
 
-    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
-        submission = self._submit(tenant, events)  # ValidationFailed raises here
+    def __call__(
+        self, tenant: str, events: Sequence[NewEvent], epoch: int | None = None
+    ) -> list[Recorded]:
+        submission = self._submit(tenant, events, epoch)  # ValidationFailed raises here
         sent = frame(encode_submission(submission))
         connection = self._connection()
         try:

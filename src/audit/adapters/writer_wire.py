@@ -62,11 +62,12 @@ def encode_submission(submission: Submission) -> bytes:
         for e in submission.events
     ]
     s = submission
-    return SUBMISSION + marshal.dumps((s.tenant, s.ids, s.fingerprints, s.first_of, events))
+    fields = (s.tenant, s.ids, s.fingerprints, s.first_of, events, s.epoch)
+    return SUBMISSION + marshal.dumps(fields)
 
 
 def decode_submission(body: bytes) -> Submission:
-    tenant, ids, fingerprints, first_of, events = marshal.loads(body)  # noqa: S302 (ours)
+    tenant, ids, fingerprints, first_of, events, epoch = marshal.loads(body)  # noqa: S302
     return Submission(
         tenant,
         [
@@ -97,6 +98,7 @@ def decode_submission(body: bytes) -> Submission:
         ids,
         fingerprints,
         first_of,
+        epoch,
     )
 
 

@@ -49,7 +49,9 @@ class Authenticate:
     and server shares (RevocationEpoch), and every revocation advances it in its own
     transaction: so a request that begins after a revocation was acknowledged is refused,
     in any worker of any server. Which token was revoked does not matter; the next call
-    of each reloads.
+    of each reloads. `kept()` answers without asking the epoch, for an operation that
+    asks it itself, in the transaction that would do the work (ingest, in the writer's
+    group: one read a group instead of one a request).
 
     Secrets without the token prefix, and unknown ones, are never kept: each costs a
     lookup (and the edge throttles a client address that sends many).
@@ -95,6 +97,23 @@ class Authenticate:
         if self._uses is not None:
             self._uses(known.principal.token_id, now)
         return known.principal
+
+    def kept(self, secret: str) -> tuple[Principal, int] | None:
+        """The principal this process keeps for `secret` and the epoch it was loaded at,
+        asking no storage; None when none is kept, or it is past its TTL or expired.
+
+        Only for an operation that checks the epoch itself, in its own transaction, before
+        it does anything (EventRecorder's `epoch`): that check is what keeps revocation
+        immediate. Any other caller must call the instance."""
+        known = self._known.get(hash_secret(secret))
+        if known is None or self._monotonic() - known.loaded_at >= self._ttl_s:
+            return None
+        now = self._clock.now()
+        if known.expires_at is not None and now >= known.expires_at:
+            return None
+        if self._uses is not None:
+            self._uses(known.principal.token_id, now)
+        return known.principal, known.epoch
 
     def knows(self, secret: str) -> bool:
         """Whether `secret` was found valid by this process and has not expired since,

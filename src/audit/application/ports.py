@@ -80,6 +80,10 @@ class TokenRepository(Protocol):
         """Revoke the token and advance the revocation epoch, in this transaction."""
         ...
 
+    def revocation_epoch(self) -> int:
+        """The revocation epoch as this unit of work's transaction sees it."""
+        ...
+
     def touch(self, last_used: Mapping[str, datetime]) -> None:
         """Record each token's last use, keeping a later one already stored."""
         ...

@@ -19,6 +19,7 @@ from audit.domain.errors import (
     AuditError,
     Conflict,
     Problem,
+    StaleCredentials,
     StorageUnavailable,
     ValidationFailed,
 )
@@ -35,9 +36,16 @@ class Recorded:
 
 
 class EventRecorder(Protocol):
-    """Records a tenant's events durably; one Recorded per event sent, in order."""
+    """Records a tenant's events durably; one Recorded per event sent, in order.
 
-    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]: ...
+    `epoch`: the revocation epoch the caller was authenticated at, when that was not
+    checked against storage since; the events are then stored only if the epoch is
+    still current in the transaction that would store them, else StaleCredentials.
+    """
+
+    def __call__(
+        self, tenant: str, events: Sequence[NewEvent], epoch: int | None = None
+    ) -> list[Recorded]: ...
 
 
 @attrs.frozen
@@ -49,6 +57,7 @@ class Submission:
     ids: list[str]
     fingerprints: list[str]
     first_of: list[int]  # for each event, the index of the first event with its id
+    epoch: int | None = None  # as EventRecorder's
 
     @property
     def chosen_ids(self) -> list[str]:
@@ -80,23 +89,30 @@ class RecordEvents:
         # and the append need not read the frontier back (a tenth of a one-event group).
         self._frontiers: dict[str, tuple[ChainHead, dict[tree.Coord, bytes]]] = {}
 
-    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
-        [outcome] = self.commit_group([self.submit(tenant, events)])
+    def __call__(
+        self, tenant: str, events: Sequence[NewEvent], epoch: int | None = None
+    ) -> list[Recorded]:
+        [outcome] = self.commit_group([self.submit(tenant, events, epoch)])
         if isinstance(outcome, AuditError):
             raise outcome
         return outcome
 
-    def submit(self, tenant: str, events: Sequence[NewEvent]) -> Submission:
+    def submit(
+        self, tenant: str, events: Sequence[NewEvent], epoch: int | None = None
+    ) -> Submission:
         """Check a request on its own; ValidationFailed when it repeats an id with new content."""
         ids = [e.id if e.id is not None else new_event_id() for e in events]
         fingerprints = [e.fingerprint() for e in events]
-        return Submission(tenant, events, ids, fingerprints, _first_occurrences(ids, fingerprints))
+        first_of = _first_occurrences(ids, fingerprints)
+        return Submission(tenant, events, ids, fingerprints, first_of, epoch)
 
     def commit_group(self, group: Sequence[Submission]) -> list[Outcome]:
         """Append several requests in ONE transaction, each all or nothing on its own.
 
         A request that conflicts with what is stored (or with an earlier request of the
-        group) gets its Conflict and stores nothing; the others go on. A storage failure
+        group) gets its Conflict and stores nothing; the others go on, as they do past a
+        request whose epoch is not the one this transaction reads (StaleCredentials: its
+        caller's token may have been revoked since it was checked). A storage failure
         raises, and then nothing of the group is stored.
         """
         tenants = sorted({s.tenant for s in group})
@@ -108,11 +124,17 @@ class RecordEvents:
                 t: uow.events.existing(t, {i for s in group if s.tenant == t for i in s.chosen_ids})
                 for t in tenants
             }
+            # Read after the request arrived, so it sees every revocation acknowledged
+            # before then (a revoked token's next request is refused, on any server).
+            epoch = None if all(s.epoch is None for s in group) else uow.tokens.revocation_epoch()
             received_at = self._clock.now()
             heads = dict(start)
             appended: dict[str, list[tuple[Event, str]]] = {t: [] for t in tenants}
             outcomes: list[Outcome] = []
             for submission in group:
+                if submission.epoch is not None and submission.epoch != epoch:
+                    outcomes.append(StaleCredentials("a token revocation came after the check"))
+                    continue
                 outcome = self._place(submission, heads, known[submission.tenant], received_at)
                 if isinstance(outcome, AuditError):
                     outcomes.append(outcome)
@@ -241,8 +263,10 @@ class GroupCommit:
         self._queue: list[_Waiting] = []
         self._leading = False
 
-    def __call__(self, tenant: str, events: Sequence[NewEvent]) -> list[Recorded]:
-        waiting = _Waiting(self._record.submit(tenant, events))
+    def __call__(
+        self, tenant: str, events: Sequence[NewEvent], epoch: int | None = None
+    ) -> list[Recorded]:
+        waiting = _Waiting(self._record.submit(tenant, events, epoch))
         with self._changed:
             self._queue.append(waiting)
             while waiting.outcome is None:

@@ -50,6 +50,14 @@ class Forbidden(AuditError):
     code = "forbidden"
 
 
+class StaleCredentials(AuditError):
+    """The caller was authenticated before a token revocation that the operation's own
+    transaction sees, so nothing was done: authenticate again before trying once more.
+    Only an operation given the epoch its caller was authenticated at raises it."""
+
+    code = "unauthorized"
+
+
 class Conflict(AuditError):
     code = "conflict"
 

@@ -50,13 +50,29 @@ def get(server: Any, path: str, token: str | None, request_id: str) -> requests.
     return requests.get(f"{server.url}{path}", headers=headers, timeout=TIMEOUT)
 
 
-def spread(server: Any, path: str, token: str | None, prefix: str, count: int) -> list[int]:
-    """`count` GETs from 8 threads at once; their statuses, in order sent."""
+def post_event(server: Any, token: str | None, request_id: str) -> requests.Response:
+    """One event, its id the request's, on a new connection (as `get`)."""
+    headers = {"X-Request-Id": request_id, "Connection": "close"}
+    if token is not None:
+        headers.update(bearer(token))
+    return requests.post(
+        f"{server.url}/v1/events", json=event(0, id=request_id), headers=headers, timeout=TIMEOUT
+    )
+
+
+def spread(
+    server: Any, path: str, token: str | None, prefix: str, count: int, method: str = "GET"
+) -> list[int]:
+    """`count` GETs (or single-event POSTs to /v1/events) from 8 threads at once; their
+    statuses, in order sent."""
+
+    def send(n: int) -> requests.Response:
+        if method == "POST":
+            return post_event(server, token, f"{prefix}-{n}")
+        return get(server, path, token, f"{prefix}-{n}")
+
     with ThreadPoolExecutor(8) as pool:
-        responses = pool.map(
-            lambda n: get(server, path, token, f"{prefix}-{n}"), range(count), timeout=120
-        )
-        return [r.status_code for r in responses]
+        return [r.status_code for r in pool.map(send, range(count), timeout=120)]
 
 
 def served_by_both_workers(records: list[dict[str, Any]]) -> bool:
@@ -75,12 +91,13 @@ def make_token(server: Any, *scopes: str) -> dict[str, Any]:
     return made
 
 
-def kept_by_both_workers(server: Any, made: dict[str, Any]) -> None:
+def kept_by_both_workers(server: Any, made: dict[str, Any], method: str = "GET") -> None:
     """Use the token many times over, until both workers keep it (with another round if
     one happened to go to one worker only)."""
+    ok = 201 if method == "POST" else 200
     for round_ in range(5):
-        statuses = spread(server, "/v1/events", made["token"], f"warm{round_}", 40)
-        assert statuses == [200] * 40
+        statuses = spread(server, "/v1/events", made["token"], f"warm{round_}", 40, method)
+        assert statuses == [ok] * 40
         warm = by_request_id(server, f"warm{round_}", 40)
         if served_by_both_workers(warm):
             break
@@ -109,6 +126,38 @@ def test_a_revoked_token_is_refused_at_once_by_every_worker(start_server: Any) -
     assert spread(server, "/v1/events", server.bootstrap_token, "other", 8) == [200] * 8
 
 
+def stored(server: Any, prefix: str) -> list[str]:
+    """The ids of the events stored whose id starts with `prefix`."""
+    page = requests.get(
+        f"{server.url}/v1/events?limit=1000",
+        headers=bearer(server.bootstrap_token),
+        timeout=TIMEOUT,
+    )
+    assert page.status_code == 200
+    return [e["id"] for e in page.json()["events"] if e["id"].startswith(f"{prefix}-")]
+
+
+def test_a_revoked_token_is_refused_at_once_by_every_worker_ingesting(start_server: Any) -> None:
+    # Ingest takes a kept principal without reading the revocation epoch; the writer
+    # checks it in the group's transaction, so the refusal is as immediate as for reads.
+    server = start_server(workers=2)
+    made = make_token(server, "events:write", "events:read")
+    kept_by_both_workers(server, made, "POST")
+    revoked = requests.delete(
+        f"{server.url}/v1/tokens/{made['id']}",
+        headers=bearer(server.bootstrap_token),
+        timeout=TIMEOUT,
+    )
+    assert revoked.status_code == 204
+    assert spread(server, "/v1/events", made["token"], "after", 40, "POST") == [401] * 40
+    after = by_request_id(server, "after", 40)
+    assert served_by_both_workers(after)
+    assert {r["auth"] for r in after} == {"invalid"}
+    assert stored(server, "after") == []
+    assert len(stored(server, "warm0")) == 40
+    assert spread(server, "/v1/events", server.bootstrap_token, "other", 8, "POST") == [201] * 8
+
+
 def test_a_token_revoked_by_the_command_line_is_refused_at_once_by_every_worker(
     start_server: Any,
 ) -> None:
@@ -132,16 +181,21 @@ def test_a_token_revoked_on_one_server_is_refused_at_once_by_another(
     second = start_server(postgres_url, workers=1, threads=4)
     admin = first.bootstrap_token or second.bootstrap_token
     assert admin
-    first.bootstrap_token = admin
-    made = make_token(first, "events:read")
-    for server in (first, second):  # both servers keep it
+    first.bootstrap_token = second.bootstrap_token = admin
+    made = make_token(first, "events:write", "events:read")
+    for server in (first, second):  # both servers keep it, for reads and for ingest
         assert spread(server, "/v1/events", made["token"], "warm", 8) == [200] * 8
+        assert spread(server, "", made["token"], f"w{server.port}", 8, "POST") == [201] * 8
     revoked = requests.delete(
         f"{first.url}/v1/tokens/{made['id']}", headers=bearer(admin), timeout=TIMEOUT
     )
     assert revoked.status_code == 204
+    # Ingest first: a read would drop the kept principal, and ingest then read the epoch.
+    assert spread(second, "", made["token"], "after", 8, "POST") == [401] * 8
+    assert spread(first, "", made["token"], "after", 8, "POST") == [401] * 8
     assert spread(second, "/v1/events", made["token"], "after", 8) == [401] * 8
     assert spread(first, "/v1/events", made["token"], "after", 8) == [401] * 8
+    assert stored(second, "after") == []
     assert spread(second, "/v1/events", admin, "admin", 4) == [200] * 4
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from audit.adapters.sql.driver import driver_rows
 from audit.adapters.sql.engine import storage_unavailable
 from audit.adapters.sql.revocation_beacon import revocation_beacon
 from audit.adapters.sql.rows import row_token, token_row
@@ -41,6 +42,7 @@ _TOUCH = (
     )
     .values(last_used_at_us=sa.bindparam("at_us"))
 )
+_EPOCH = sa.select(revocation_epoch.c.epoch).where(revocation_epoch.c.id == EPOCH_ROW_ID)
 # Written out for the driver: it runs on the driver's own connection, once per request.
 _READ_EPOCH = f"SELECT epoch FROM revocation_epoch WHERE id = {EPOCH_ROW_ID}"  # noqa: S608
 
@@ -90,6 +92,12 @@ class SqlTokenRepository:
             # The row the migration made is gone: make it again, past any epoch a server
             # may have read (a server that read none finds a new one either way).
             self._conn.execute(sa.insert(revocation_epoch).values(id=EPOCH_ROW_ID, epoch=1))
+
+    def revocation_epoch(self) -> int:
+        # On the driver's cursor (driver.py): the server's writer asks it once a group.
+        rows = driver_rows(self._conn, _EPOCH, {})
+        # No row: the migration's row was removed; the first revocation makes it again.
+        return int(rows[0][0]) if rows else 0
 
     def touch(self, last_used: Mapping[str, datetime]) -> None:
         if last_used:

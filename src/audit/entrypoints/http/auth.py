@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from dependency_injector.wiring import Provide, inject
-from flask import Response, g, request
+from flask import Response, abort, current_app, g, request
 from flask_httpauth import HTTPTokenAuth
 from werkzeug.exceptions import TooManyRequests
 
@@ -33,6 +33,9 @@ auth = HTTPTokenAuth(scheme="Bearer", realm=REALM)
 
 # Set on `g` for the access log: why authentication failed (missing, invalid, throttled).
 AUTH_FAILURE = "audit_auth_failure"
+# Set on `g` when the caller is a principal this process kept, not yet checked against
+# the revocation epoch: the epoch it was loaded at (see `require`'s checks_revocation).
+UNCHECKED_EPOCH = "audit_unchecked_epoch"
 
 
 def client_address() -> str:
@@ -48,7 +51,36 @@ def verify_token(
     # The secret is only ever handed to the use case: never logged, never echoed.
     if not authenticate.knows(token):
         _hold_off_if_over_limit(throttle)
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "checks_revocation", False):
+        kept = authenticate.kept(token)
+        # Not for a 403: that answer would come before the view could check the epoch.
+        if kept is not None and getattr(view, "required_scope", None) in get_user_roles(kept[0]):
+            principal, epoch = kept
+            setattr(g, UNCHECKED_EPOCH, epoch)
+            return principal
     return authenticate(token)
+
+
+def unchecked_epoch() -> int | None:
+    """The epoch this request's principal was loaded at, when it was not checked against
+    the revocation epoch yet: the view's operation must check it (EventRecorder)."""
+    epoch = g.get(UNCHECKED_EPOCH)
+    return epoch if isinstance(epoch, int) else None
+
+
+@inject
+def check_revocation(authenticate: Authenticate = Provide[Container.authenticate]) -> None:
+    """Authenticate in full a request that began on a kept principal (a no-op for any
+    other): a view calls it before answering anything but what the checked operation
+    returned. Aborts with the 401 when the token was revoked since it was kept."""
+    if g.pop(UNCHECKED_EPOCH, None) is None:
+        return
+    credentials = auth.get_auth()
+    token = getattr(credentials, "token", None) or ""
+    if authenticate(token) is None:
+        g.flask_httpauth_user = None
+        abort(auth.auth_error_callback(401))
 
 
 def _hold_off_if_over_limit(throttle: FailureThrottle) -> None:
@@ -106,12 +138,19 @@ auth.get_user_roles(get_user_roles)
 auth.error_handler(auth_error)
 
 
-def require(scope: Scope) -> Callable[[F], F]:
-    """Protect a view: a valid token (else 401) holding `scope` (else 403)."""
+def require(scope: Scope, *, checks_revocation: bool = False) -> Callable[[F], F]:
+    """Protect a view: a valid token (else 401) holding `scope` (else 403).
+
+    `checks_revocation`: the view's operation checks the revocation epoch inside its own
+    transaction (EventRecorder's `epoch`, with `unchecked_epoch()`), and the view calls
+    `check_revocation()` before any other answer, so a principal this process keeps
+    is taken without reading the epoch first: one read of storage less a request.
+    """
 
     def decorator(view: F) -> F:
         protected = auth.login_required(role=str(scope))(view)
         protected.required_scope = str(scope)
+        protected.checks_revocation = checks_revocation
         return cast(F, protected)
 
     return decorator

@@ -13,6 +13,7 @@ from audit.domain.errors import (
     MalformedJson,
     NotFound,
     PayloadTooLarge,
+    StaleCredentials,
     StorageUnavailable,
     ValidationFailed,
 )
@@ -24,6 +25,7 @@ from audit.entrypoints.http.responses import error_response
 STATUS_BY_CODE: dict[str, int] = {
     MalformedJson.code: 400,
     InvalidParameter.code: 400,
+    StaleCredentials.code: 401,  # the view authenticates again first (events.py)
     Forbidden.code: 403,
     NotFound.code: 404,
     Conflict.code: 409,

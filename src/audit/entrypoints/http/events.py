@@ -16,10 +16,16 @@ from audit.application.querying import (
 )
 from audit.application.recording import EventRecorder, Recorded
 from audit.container import Container
+from audit.domain.errors import StaleCredentials
 from audit.domain.tokens import Scope
 from audit.domain.validation import BATCH_KEY, is_batch, parse_batch, parse_event
 from audit.entrypoints.formats import json_bytes
-from audit.entrypoints.http.auth import current_principal, require
+from audit.entrypoints.http.auth import (
+    check_revocation,
+    current_principal,
+    require,
+    unchecked_epoch,
+)
 from audit.entrypoints.http.body import json_body
 from audit.entrypoints.http.metrics import count_ingested
 from audit.entrypoints.http.parameters import (
@@ -46,14 +52,32 @@ def _batch_item(recorded: Recorded) -> dict[str, Any]:
 
 
 @blueprint.post("/events")
-@require(Scope.EVENTS_WRITE)
+@require(Scope.EVENTS_WRITE, checks_revocation=True)
 @inject
 def record_events(record: EventRecorder = Provide[Container.record_events]) -> Response:
+    # The principal may be one this process kept, its epoch unchecked (auth.py): the
+    # writer checks it in the group's transaction, and any other answer waits for
+    # check_revocation(), so a request after a revocation is refused however it fails.
+    try:
+        return _record_events(record)
+    except Exception:
+        check_revocation()
+        raise
+
+
+def _record_events(record: EventRecorder) -> Response:
     tenant = current_principal().tenant
     query_arguments(NO_PARAMETERS)
     body = json_body()
-    if not is_batch(body):
-        [recorded] = record(tenant, [parse_event(body)])
+    batch = is_batch(body)
+    events = parse_batch(body[BATCH_KEY]) if batch else [parse_event(body)]
+    try:
+        results = record(tenant, events, unchecked_epoch())
+    except StaleCredentials:
+        check_revocation()  # the 401, unless only another token was revoked
+        results = record(tenant, events)
+    if not batch:
+        [recorded] = results
         count_ingested(int(recorded.created), int(not recorded.created))
         if not recorded.created:
             return json_response(recorded.event.to_document(), 200)
@@ -61,7 +85,6 @@ def record_events(record: EventRecorder = Provide[Container.record_events]) -> R
         # worker's CPU under load; bench/README.md) and no quoting needed.
         location = f"{request.script_root}{blueprint.url_prefix}/events/{recorded.event.id}"
         return json_response(recorded.event.to_document(), 201, {"Location": location})
-    results = record(tenant, parse_batch(body[BATCH_KEY]))
     created = sum(1 for r in results if r.created)
     count_ingested(created, len(results) - created)
     return json_response({"count": len(results), "events": [_batch_item(r) for r in results]}, 201)
