@@ -50,7 +50,7 @@ from audit.application.recording import RecordEvents
 from audit.application.tokens import IssueToken, ListTokens, RevokeToken
 from audit.domain.chain import GENESIS_HASH, ChainHead, seal
 from audit.domain.errors import Conflict, NotFound, ValidationFailed
-from audit.domain.events import Event, EventJson, NewEvent, Party, Source, UnsealedEvent
+from audit.domain.events import Event, EventJson, NewEvent, Party, Source
 from audit.domain.query import EventFilter, PageRequest, matches
 from audit.domain.tokens import ALL_SCOPES, Scope, Token, hash_secret
 
@@ -103,13 +103,7 @@ def append(
     with storage(write=True) as uow:
         head = uow.events.lock_head(tenant)
         sealed = seal(
-            head,
-            [
-                UnsealedEvent.place(
-                    e, event_id=e.id or f"gen-{n}", seq=head.seq + n, tenant=tenant, received_at=T0
-                )
-                for n, e in enumerate(events, start=1)
-            ],
+            head, tenant, T0, [(e.id or f"gen-{n}", e) for n, e in enumerate(events, start=1)]
         )
         uow.events.add(tenant, sealed, [e.fingerprint() for e in events], [])
         if commit:
@@ -303,10 +297,7 @@ def test_an_exception_rolls_everything_back(storage: UnitOfWorkFactory) -> None:
     def fail_midway() -> None:
         with storage(write=True) as uow:
             head = uow.events.lock_head("acme")
-            event = UnsealedEvent.place(
-                new("a"), event_id="a", seq=1, tenant="acme", received_at=T0
-            )
-            uow.events.add("acme", seal(head, [event]), ["fp"], [])
+            uow.events.add("acme", seal(head, "acme", T0, [("a", new("a"))]), ["fp"], [])
             uow.tokens.add(token)
             raise RuntimeError("boom")
 
@@ -1235,17 +1226,7 @@ def test_upgrading_a_log_written_before_the_tree_builds_its_tree(
             head = ChainHead()
             for tenant, count in (("acme", 300), ("globex", 7)):
                 events = seal(
-                    head,
-                    [
-                        UnsealedEvent.place(
-                            new(f"old-{i}"),
-                            event_id=f"old-{i}",
-                            seq=i + 1,
-                            tenant=tenant,
-                            received_at=T0,
-                        )
-                        for i in range(count)
-                    ],
+                    head, tenant, T0, [(f"old-{i}", new(f"old-{i}")) for i in range(count)]
                 )
                 connection.execute(
                     sa.insert(metadata.tables["events"]),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from audit.domain.canonical import canonical_json
-from audit.domain.chain import chain_hash
+from audit.domain.chain import ChainHead, chain_hash, seal
 from audit.domain.errors import ValidationFailed
 from audit.domain.events import unhashed_document
 from audit.verify.events import event_hash
@@ -56,7 +56,7 @@ def test_the_ingest_hash_is_the_auditors_hash(
 ) -> None:
     from datetime import UTC, datetime
 
-    from audit.domain.events import NewEvent, Party, Source, UnsealedEvent
+    from audit.domain.events import NewEvent, Party, Source
 
     new = NewEvent(
         action="a.b",
@@ -66,11 +66,10 @@ def test_the_ingest_hash_is_the_auditors_hash(
         description=description,
         metadata=metadata,
     )
-    event = UnsealedEvent.place(
-        new, event_id="e", seq=1, tenant="acme", received_at=datetime(2026, 1, 1, tzinfo=UTC)
-    )
     prev = "ab" * 32
-    assert chain_hash(prev, event) == event_hash(prev, unhashed_document(event))
+    [event] = seal(ChainHead(0, prev), "acme", datetime(2026, 1, 1, tzinfo=UTC), [("e", new)])
+    assert event.hash == event_hash(prev, unhashed_document(event))
+    assert chain_hash(prev, event) == event.hash
 
 
 @settings(max_examples=300, deadline=None)
@@ -95,7 +94,6 @@ def test_validation_canonicalises_once_and_the_hashes_are_the_references(
 
     from audit.domain.events import (
         CanonicalMetadata,
-        UnsealedEvent,
         canonical_metadata,
         hashed_bytes,
     )
@@ -128,12 +126,11 @@ def test_validation_canonicalises_once_and_the_hashes_are_the_references(
         "metadata": metadata,
     }
     assert new.fingerprint() == hashlib.sha256(rfc8785.dumps(content)).hexdigest()
-    event = UnsealedEvent.place(
-        new, event_id="e", seq=3, tenant="acme", received_at=datetime(2026, 1, 1, tzinfo=UTC)
-    )
-    assert hashed_bytes(event) == rfc8785.dumps(unhashed_document(event))
     prev = "cd" * 32
-    assert chain_hash(prev, event) == event_hash(prev, unhashed_document(event))
+    [event] = seal(ChainHead(2, prev), "acme", datetime(2026, 1, 1, tzinfo=UTC), [("e", new)])
+    assert event.seq == 3
+    assert hashed_bytes(event) == rfc8785.dumps(unhashed_document(event))
+    assert event.hash == event_hash(prev, unhashed_document(event))
 
 
 def test_a_whole_float_beyond_2_53_stays_a_float_and_hashes_as_the_reference() -> None:
@@ -141,7 +138,6 @@ def test_a_whole_float_beyond_2_53_stays_a_float_and_hashes_as_the_reference() -
     one the reference refuses to hash."""
     from datetime import UTC, datetime
 
-    from audit.domain.events import UnsealedEvent
     from audit.domain.validation import parse_event
 
     for number in (9007199254740992.0, -1e20, 1e21, 0.5):
@@ -149,8 +145,6 @@ def test_a_whole_float_beyond_2_53_stays_a_float_and_hashes_as_the_reference() -
         [stored] = new.metadata["x"]
         assert type(stored) is float
         assert stored == number
-        event = UnsealedEvent.place(
-            new, event_id="e", seq=1, tenant="t", received_at=datetime(2026, 1, 1, tzinfo=UTC)
-        )
         prev = "00" * 32
-        assert chain_hash(prev, event) == event_hash(prev, unhashed_document(event))
+        [event] = seal(ChainHead(0, prev), "t", datetime(2026, 1, 1, tzinfo=UTC), [("e", new)])
+        assert event.hash == event_hash(prev, unhashed_document(event))

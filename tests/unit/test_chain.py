@@ -152,15 +152,30 @@ def test_the_genesis_hash_is_64_zeros_and_an_empty_head_is_seq_0() -> None:
 
 def test_seal_links_events_onto_a_given_head_in_order() -> None:
     head = ChainHead(seq=41, hash=hashlib.sha256(b"head").hexdigest())
-    unsealed = [_unsealed(id=f"e{n}", seq=41 + n) for n in (1, 2, 3)]
-    sealed = seal(head, unsealed)
-    assert [e.id for e in sealed] == ["e1", "e2", "e3"]
+    received = datetime(2026, 11, 28, 10, 0, 1, tzinfo=UTC)
+    occurred = datetime(2026, 11, 28, 9, tzinfo=UTC)
+    news = [
+        NewEvent(action="document.update", actor=Party(id="u-1"), description="one"),
+        NewEvent(action="document.read", actor=Party(id="u-2"), occurred_at=occurred),
+        NewEvent(action="document.update", actor=Party(id="u-1"), metadata={"n": 3}),
+    ]
+    sealed = seal(head, "acme", received, [(f"e{n}", new) for n, new in enumerate(news, 1)])
+    assert [(e.id, e.seq, e.tenant) for e in sealed] == [
+        ("e1", 42, "acme"),
+        ("e2", 43, "acme"),
+        ("e3", 44, "acme"),
+    ]
+    assert [e.occurred_at for e in sealed] == [received, occurred, received]
+    assert {e.received_at for e in sealed} == {received}
+    assert [e.description for e in sealed] == ["one", None, None]
+    assert sealed[2].metadata == {"n": 3}
     prev = head.hash
     for event in sealed:
         assert event.prev_hash == prev
         assert event.hash == expected_hash(prev, event.to_document())
+        assert event.hash == chain_hash(prev, event)
         prev = event.hash
 
 
 def test_seal_of_nothing_is_nothing() -> None:
-    assert seal(ChainHead(), []) == []
+    assert seal(ChainHead(), "acme", datetime(2026, 1, 1, tzinfo=UTC), []) == []

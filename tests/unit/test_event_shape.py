@@ -18,7 +18,7 @@ from audit.adapters.sql import schema
 from audit.adapters.sql.rows import EVENT_COLUMNS, event_row, row_json
 from audit.domain import rules
 from audit.domain.errors import ValidationFailed
-from audit.domain.events import Event, NewEvent, Party, Source, UnsealedEvent
+from audit.domain.events import Event, NewEvent, Party, Source
 from audit.domain.shapes import EVENT, PARTY, SOURCE, Kind, Sent, Shape
 from audit.domain.validation import parse_event
 
@@ -50,10 +50,15 @@ OTHER: dict[str, Any] = {
 
 def stored(new: NewEvent) -> Event:
     received = datetime(2026, 11, 28, 10, 0, 1, tzinfo=UTC)
-    unsealed = UnsealedEvent.place(
-        new, event_id=new.id or "generated", seq=7, tenant="acme", received_at=received
+    return Event.placed(
+        new,
+        event_id=new.id or "generated",
+        seq=7,
+        tenant="acme",
+        received_at=received,
+        prev_hash="0" * 64,
+        hash_="f" * 64,
     )
-    return unsealed.seal("0" * 64, "f" * 64)
 
 
 def test_the_samples_cover_every_field_a_client_sends() -> None:

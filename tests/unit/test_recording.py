@@ -283,15 +283,15 @@ def test_a_batch_is_all_or_nothing_when_it_fails_midway(
 ) -> None:
     record("acme", [new_event(id="before")])
     calls = []
-    real_chain_hash = chain.chain_hash
+    real_placed_bytes = chain.placed_bytes
 
-    def fail_on_the_second_event(prev_hash: str, event: Any) -> str:
-        calls.append(event.id)
+    def fail_on_the_second_event(new: NewEvent, event_id: str, *placement: Any) -> bytes:
+        calls.append(event_id)
         if len(calls) == 2:
             raise RuntimeError("failed midway")
-        return real_chain_hash(prev_hash, event)
+        return real_placed_bytes(new, event_id, *placement)
 
-    monkeypatch.setattr(chain, "chain_hash", fail_on_the_second_event)
+    monkeypatch.setattr(chain, "placed_bytes", fail_on_the_second_event)
     with pytest.raises(RuntimeError, match="midway"):
         record("acme", [new_event(id="lost-1"), new_event(id="lost-2"), new_event(id="lost-3")])
     assert calls == ["lost-1", "lost-2"]

@@ -22,7 +22,6 @@ from audit.domain.events import (
     NewEvent,
     Party,
     Source,
-    UnsealedEvent,
     canonical_metadata,
 )
 from audit.domain.time import from_micros, to_micros
@@ -168,14 +167,16 @@ def decode_answer(submission: Submission, body: bytes) -> list[Recorded]:
             result.append(Recorded(_tuple_event(item), created=False))
             continue
         seq, prev_hash, hash_, created = item
-        placed = UnsealedEvent.place(
+        event = Event.placed(
             submission.events[i],
             event_id=submission.ids[i],
             seq=seq,
             tenant=submission.tenant,
             received_at=received_at,
+            prev_hash=prev_hash,
+            hash_=hash_,
         )
-        result.append(Recorded(placed.seal(prev_hash, hash_), created))
+        result.append(Recorded(event, created))
     return result
 
 

@@ -23,7 +23,7 @@ from audit.domain.errors import (
     StorageUnavailable,
     ValidationFailed,
 )
-from audit.domain.events import Event, NewEvent, UnsealedEvent
+from audit.domain.events import Event, NewEvent
 from audit.domain.ids import new_event_id
 
 
@@ -168,17 +168,7 @@ class RecordEvents:
         fresh = [i for i in range(len(ids)) if submission.first_of[i] == i and ids[i] not in known]
         head = heads[submission.tenant]
         sealed = seal(
-            head,
-            (
-                UnsealedEvent.place(
-                    submission.events[i],
-                    event_id=ids[i],
-                    seq=head.seq + n,
-                    tenant=submission.tenant,
-                    received_at=received_at,
-                )
-                for n, i in enumerate(fresh, start=1)
-            ),
+            head, submission.tenant, received_at, ((ids[i], submission.events[i]) for i in fresh)
         )
         created = {e.id: e for e in sealed}
         recorded = [

@@ -96,7 +96,7 @@ def canonical_metadata(event: NewEvent | UnsealedEvent) -> bytes:
 
 @attrs.frozen
 class UnsealedEvent:
-    """An event with its place in the log but not yet its hashes."""
+    """An event with its place in the log but not its hashes: what the chain hash covers."""
 
     id: str
     seq: int
@@ -111,10 +111,28 @@ class UnsealedEvent:
     description: str | None
     metadata: Mapping[str, Any]
 
+
+@attrs.frozen
+class Event(UnsealedEvent):
+    """An event in its tenant's log, linked into its chain: never changed once stored."""
+
+    prev_hash: str
+    hash: str
+
     @classmethod
-    def place(
-        cls, new: NewEvent, *, event_id: str, seq: int, tenant: str, received_at: datetime
-    ) -> UnsealedEvent:
+    def placed(
+        cls,
+        new: NewEvent,
+        *,
+        event_id: str,
+        seq: int,
+        tenant: str,
+        received_at: datetime,
+        prev_hash: str,
+        hash_: str,
+    ) -> Event:
+        """The event the log makes of `new` at `seq`, received at `received_at`, with its
+        chain hashes (see `chain.seal`)."""
         return cls(
             id=event_id,
             seq=seq,
@@ -128,33 +146,9 @@ class UnsealedEvent:
             source=new.source,
             description=new.description,
             metadata=new.metadata,
-        )
-
-    def seal(self, prev_hash: str, hash_: str) -> Event:
-        return Event(
-            id=self.id,
-            seq=self.seq,
-            tenant=self.tenant,
-            action=self.action,
-            actor=self.actor,
-            targets=self.targets,
-            outcome=self.outcome,
-            occurred_at=self.occurred_at,
-            received_at=self.received_at,
-            source=self.source,
-            description=self.description,
-            metadata=self.metadata,
             prev_hash=prev_hash,
             hash=hash_,
         )
-
-
-@attrs.frozen
-class Event(UnsealedEvent):
-    """An event in its tenant's log, linked into its chain: never changed once stored."""
-
-    prev_hash: str
-    hash: str
 
     def to_document(self) -> dict[str, Any]:
         """The event exactly as the API returns it."""
@@ -181,26 +175,69 @@ class EventJson(NamedTuple):
 
 def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:
     """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
-    return _document(event, dict(event.metadata))
+    return _document(
+        event,
+        event.id,
+        event.seq,
+        event.tenant,
+        event.occurred_at,
+        event.received_at,
+        dict(event.metadata),
+    )
 
 
 def hashed_bytes(event: UnsealedEvent) -> bytes:
     """The RFC 8785 bytes of unhashed_document(event), the metadata's made only once."""
-    return canonical_plain(_document(event, orjson.Fragment(canonical_metadata(event))))
+    return canonical_plain(
+        _document(
+            event,
+            event.id,
+            event.seq,
+            event.tenant,
+            event.occurred_at,
+            event.received_at,
+            orjson.Fragment(canonical_metadata(event)),
+        )
+    )
 
 
-def _document(event: UnsealedEvent, metadata: Any) -> dict[str, Any]:
+def placed_bytes(
+    new: NewEvent, event_id: str, seq: int, tenant: str, received_at: datetime
+) -> bytes:
+    """hashed_bytes of the event that Event.placed would make, without making it first."""
+    return canonical_plain(
+        _document(
+            new,
+            event_id,
+            seq,
+            tenant,
+            new.occurred_at or received_at,
+            received_at,
+            orjson.Fragment(canonical_metadata(new)),
+        )
+    )
+
+
+def _document(
+    content: NewEvent | UnsealedEvent,
+    event_id: str,
+    seq: int,
+    tenant: str,
+    occurred_at: datetime,
+    received_at: datetime,
+    metadata: Any,
+) -> dict[str, Any]:
     return {
-        "id": event.id,
-        "seq": event.seq,
-        "tenant": event.tenant,
-        "action": event.action,
-        "actor": event.actor.to_document(),
-        "targets": [t.to_document() for t in event.targets],
-        "outcome": event.outcome,
-        "occurred_at": _time_text(event.occurred_at),
-        "received_at": _time_text(event.received_at),
-        "source": event.source.to_document(),
-        "description": event.description,
+        "id": event_id,
+        "seq": seq,
+        "tenant": tenant,
+        "action": content.action,
+        "actor": content.actor.to_document(),
+        "targets": [t.to_document() for t in content.targets],
+        "outcome": content.outcome,
+        "occurred_at": _time_text(occurred_at),
+        "received_at": _time_text(received_at),
+        "source": content.source.to_document(),
+        "description": content.description,
         "metadata": metadata,
     }
