@@ -68,10 +68,15 @@ class Container(containers.DeclarativeContainer):
         create_engine_for, config.database_url, pool_size=config.db_connections
     )
 
+    # The revocation epoch as this process reads it (RevocationEpoch): also how a reading
+    # unit of work answers revocation_epoch() (on SQLite, from the beacon).
+    sql_revocation_epoch = providers.Singleton(
+        SqlRevocationEpoch, engine, keep=config.db_connections
+    )
     uow = providers.Selector(
         config.storage,
         memory=providers.Singleton(InMemoryUnitOfWorkFactory),
-        sql=providers.Singleton(SqlUnitOfWorkFactory, engine),
+        sql=providers.Singleton(SqlUnitOfWorkFactory, engine, epoch=sql_revocation_epoch),
     )
 
     # For the command line: bring the schema up to date (memory has none), and the SQLite
@@ -119,7 +124,7 @@ class Container(containers.DeclarativeContainer):
     revocation_epoch = providers.Selector(
         config.storage,
         memory=providers.Singleton(InMemoryRevocationEpoch, uow),
-        sql=providers.Singleton(SqlRevocationEpoch, engine, keep=config.db_connections),
+        sql=sql_revocation_epoch,
     )
     # Per process: the principals it has found, the uses it has yet to write, the
     # addresses it holds off.

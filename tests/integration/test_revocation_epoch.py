@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from audit.adapters.clock import SystemClock
 from audit.adapters.sql import (
     SqlRevocationEpoch,
     SqlUnitOfWorkFactory,
@@ -21,7 +22,10 @@ from audit.adapters.sql import (
     upgrade_schema,
 )
 from audit.adapters.sql.revocation_beacon import RevocationBeacon, revocation_beacon
+from audit.application.recording import RecordEvents
 from audit.domain.errors import StorageUnavailable
+from audit.domain.events import NewEvent, Party
+from audit.domain.query import EventFilter, PageRequest
 from audit.domain.tokens import Scope, Token
 
 T0 = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
@@ -200,3 +204,32 @@ def test_a_revocation_through_a_link_to_the_file_is_seen_at_once(
     finally:
         serving.dispose()
         revoking.dispose()
+
+
+def test_a_page_reads_the_epoch_in_its_own_statement(engine: Engine) -> None:
+    """A reading unit of work that read a page answers revocation_epoch() with no
+    statement of its own: on PostgreSQL with the epoch the page's statement read (one
+    round trip, not two), on SQLite from the process's reader (the beacon). Either way
+    it is the epoch of every revocation committed before."""
+    storage = SqlUnitOfWorkFactory(engine, epoch=SqlRevocationEpoch(engine))
+    RecordEvents(storage, SystemClock())("acme", [NewEvent(action="a.b", actor=Party(id="u"))])
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, sql: str, *_: object) -> None:
+        statements.append(sql)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for tenant in ("acme", "acme", "globex"):  # globex has no event: an empty page
+            revoke_one(engine)
+            statements.clear()
+            with storage() as uow:
+                page = uow.events.page_json(tenant, EventFilter(), PageRequest(limit=5))
+                epoch = uow.tokens.revocation_epoch()
+            assert [e.seq for e in page] == ([1] if tenant == "acme" else [])
+            assert epoch == SqlRevocationEpoch(engine).current()
+            assert len(statements) == 1  # the page's
+            if engine.dialect.name == "postgresql" and page:
+                assert "revocation_epoch" in statements[0]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)

@@ -15,7 +15,7 @@ from audit.application import querying
 from audit.application.querying import ExportEvents, GetEvent, QueryEvents, VerifyChain
 from audit.application.recording import RecordEvents
 from audit.domain.chain import ChainHead
-from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.errors import InvalidParameter, NotFound, StaleCredentials
 from audit.domain.events import Event, EventJson, NewEvent
 from audit.domain.query import EventFilter, Order, PageRequest, decode_cursor
 from audit.domain.time import parse_rfc3339
@@ -265,6 +265,18 @@ def test_a_page_as_json_is_the_same_page(
             return
         after = decode_cursor(page.next_cursor, order)
     raise AssertionError("paging never ended")
+
+
+def test_a_page_on_an_unchecked_epoch_is_read_only_while_that_epoch_is_current(
+    sample: list[Event], query: QueryEvents, store: InMemoryStore
+) -> None:
+    request = PageRequest(limit=3)
+    page = query.json("acme", EventFilter(), request, epoch=store.revocation_epoch)
+    assert page == query.json("acme", EventFilter(), request)
+    store.revocation_epoch += 1  # a revocation committed since the caller was checked
+    with pytest.raises(StaleCredentials):
+        query.json("acme", EventFilter(), request, epoch=store.revocation_epoch - 1)
+    assert query.json("acme", EventFilter(), request, epoch=store.revocation_epoch) == page
 
 
 def test_a_cursor_of_the_other_order_is_refused(

@@ -81,7 +81,9 @@ class TokenRepository(Protocol):
         ...
 
     def revocation_epoch(self) -> int:
-        """The revocation epoch as this unit of work's transaction sees it."""
+        """The revocation epoch as this unit of work's transaction sees it. A reading unit
+        of work, whose statements each read a snapshot of their own, may answer with the
+        epoch that an earlier statement of it read."""
         ...
 
     def touch(self, last_used: Mapping[str, datetime]) -> None:

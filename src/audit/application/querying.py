@@ -9,7 +9,7 @@ import orjson
 
 from audit.application.ports import UnitOfWorkFactory
 from audit.domain.chain import ChainHead
-from audit.domain.errors import NotFound
+from audit.domain.errors import NotFound, StaleCredentials
 from audit.domain.events import Event, EventJson
 from audit.domain.query import EventFilter, PageRequest, encode_cursor
 from audit.verify.events import verify_chain
@@ -64,9 +64,16 @@ class QueryEvents:
         events = found[: page.limit]
         return EventPage(events, encode_cursor(events[-1].seq, page.order, where))
 
-    def json(self, tenant: str, where: EventFilter, page: PageRequest) -> JsonPage:
+    def json(
+        self, tenant: str, where: EventFilter, page: PageRequest, epoch: int | None = None
+    ) -> JsonPage:
+        """`epoch`: as EventRecorder's. The page is read first and the epoch after it, in
+        the same unit of work (where storage may read both with one statement); the
+        page is returned only if the epoch is still that one, else StaleCredentials."""
         with self._uow() as uow:
             found = uow.events.page_json(tenant, where, attrs.evolve(page, limit=page.limit + 1))
+            if epoch is not None and uow.tokens.revocation_epoch() != epoch:
+                raise StaleCredentials("a token revocation came after the check")
         cursor = None
         if len(found) > page.limit:
             del found[page.limit :]

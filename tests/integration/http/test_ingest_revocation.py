@@ -1,7 +1,8 @@
-"""Ingest on a kept principal: `POST /v1/events` reads no revocation epoch before it
-records, and the recording's own transaction checks it instead. A token revoked after
-this process kept it is refused on its very next request, whatever that request holds,
-and nothing of it is stored."""
+"""Ingest and pages on a kept principal: `POST /v1/events` and `GET /v1/events` read no
+revocation epoch before they record or read, and the operation's own transaction (or
+the page's own statement) checks it instead. A token revoked after this process kept it
+is refused on its very next request, whatever that request holds; nothing of it is
+stored and no event of the log is sent."""
 
 from __future__ import annotations
 
@@ -62,8 +63,11 @@ def test_ingest_takes_a_kept_principal_without_reading_the_epoch(
     secret = bearer(kept_token["token"])
     assert client.post("/v1/events", json=event(id="e-1"), headers=secret).status_code == 201
     assert client.post("/v1/events", json={"events": [event()]}, headers=secret).status_code == 201
+    assert client.get("/v1/events?limit=1", headers=secret).status_code == 200
+    assert client.post("/save_logs", data={"m": "x"}, headers=secret).status_code == 200
     assert reads == 0
-    assert client.get("/v1/events", headers=secret).status_code == 200  # reads still ask
+    # One event by id reads the epoch first, as every other route does.
+    assert client.get("/v1/events/e-1", headers=secret).status_code == 200
     assert reads == 1
 
 
@@ -129,3 +133,57 @@ def test_another_tokens_revocation_costs_a_kept_token_nothing(
     assert accepted.status_code == 201
     assert accepted.get_json()["id"] == "e-2"
     assert stored_ids(client, auth_headers) == ["before", "e-2"]
+
+
+@on_every_storage
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param("", id="page"),
+        pytest.param("?actor_id=u-1&limit=5", id="filtered"),
+        pytest.param("?q=nothing-holds-this", id="empty page"),
+        pytest.param("?limit=0", id="bad parameter"),
+        pytest.param("?cursor=forged", id="bad cursor"),
+    ],
+)
+def test_a_revoked_kept_token_reads_no_page(
+    client: FlaskClient, auth_headers: AuthHeaders, kept_token: dict[str, Any], query: str
+) -> None:
+    secret = bearer(kept_token["token"])
+    assert client.get("/v1/events", headers=secret).status_code == 200  # kept for pages too
+    revoke(client, auth_headers, kept_token)
+    refused = client.get(f"/v1/events{query}", headers=secret)
+    assert_error(refused, 401, "unauthorized")
+    assert "before" not in refused.get_data(as_text=True)
+
+
+@on_every_storage
+def test_another_tokens_revocation_still_serves_a_kept_tokens_page(
+    client: FlaskClient, auth_headers: AuthHeaders, kept_token: dict[str, Any]
+) -> None:
+    secret = bearer(kept_token["token"])
+    assert client.get("/v1/events", headers=secret).status_code == 200
+    other = client.post(
+        "/v1/tokens", json={"name": "other", "scopes": ["events:read"]}, headers=auth_headers()
+    ).get_json()
+    revoke(client, auth_headers, other)
+    # The page's epoch is stale: authenticated again, read again, one 200.
+    page = client.get("/v1/events", headers=secret)
+    assert page.status_code == 200
+    assert [e["id"] for e in page.get_json()["events"]] == ["before"]
+
+
+@on_every_storage
+def test_a_revoked_kept_token_saves_no_log_on_the_original_route(
+    client: FlaskClient, auth_headers: AuthHeaders, kept_token: dict[str, Any]
+) -> None:
+    secret = bearer(kept_token["token"])
+    saved = client.post("/save_logs", data={"user": "u", "message": "kept"}, headers=secret)
+    assert saved.status_code == 200
+    assert len(stored_ids(client, auth_headers)) == 2
+    revoke(client, auth_headers, kept_token)
+    refused = client.post("/save_logs", data={"user": "u", "message": "after"}, headers=secret)
+    assert_error(refused, 401, "unauthorized")
+    empty = client.post("/save_logs", data={}, headers=secret)  # else a 422
+    assert_error(empty, 401, "unauthorized")
+    assert len(stored_ids(client, auth_headers)) == 2

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.util import ClauseAdapter
 
 from audit.adapters.sql.rows import EVENT_COLUMNS
-from audit.adapters.sql.schema import event_targets
+from audit.adapters.sql.schema import EPOCH_ROW_ID, event_targets, revocation_epoch
 from audit.adapters.sql.schema import events as events_table
 from audit.adapters.sql.search import (
     TAIL_ROWID,
@@ -140,6 +140,17 @@ def _page_statement(shape: _PageShape) -> sa.Select[Any]:
     elif search == "tail":
         seq = TAIL_ROWID  # the same order, read from the range of rowids
     order = seq.asc() if shape.order == "asc" else seq.desc()
+    if shape.dialect == "postgresql":
+        # Each row also carries the revocation epoch as this statement reads it (the same
+        # for every row; None without the epoch's row), after the event's columns: a
+        # request on a kept principal checks it without a round trip of its own
+        # (StatementEpoch). SQLite's epoch is the beacon's, which reads no table.
+        epoch = (
+            sa.select(revocation_epoch.c.epoch)
+            .where(revocation_epoch.c.id == EPOCH_ROW_ID)
+            .scalar_subquery()
+        )
+        query = query.add_columns(epoch.label("revocation_epoch"))
     return query.order_by(order).limit(sa.bindparam("limit", type_=sa.Integer()))
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.driver import driver_rows
 from audit.adapters.sql.engine import storage_unavailable
+from audit.adapters.sql.repositories import StatementEpoch
 from audit.adapters.sql.revocation_beacon import revocation_beacon
 from audit.adapters.sql.rows import row_token, token_row
 from audit.adapters.sql.schema import EPOCH_ROW_ID, revocation_epoch, tokens
@@ -54,10 +55,18 @@ class SqlTokenRepository:
     has ended (a revocation's note in the SQLite beacon, revocation_beacon.py)."""
 
     def __init__(
-        self, connection: Connection, after_transaction: builtins.list[Callable[[], None]]
+        self,
+        connection: Connection,
+        after_transaction: builtins.list[Callable[[], None]],
+        epoch: StatementEpoch | None = None,
+        reader: RevocationEpoch | None = None,
     ) -> None:
         self._conn = connection
         self._after_transaction = after_transaction
+        self._epoch = StatementEpoch() if epoch is None else epoch
+        # A reading unit of work's: its statements each read a snapshot of their own, so
+        # the epoch may come from the process's reader (on SQLite, the beacon's).
+        self._reader = reader
 
     def add(self, token: Token) -> None:
         self._conn.execute(sa.insert(tokens).values(token_row(token)))
@@ -81,6 +90,7 @@ class SqlTokenRepository:
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
     def revoke(self, token_id: str, at: datetime) -> None:
+        self._epoch.value = None  # what a page read before this is no longer current
         beacon = revocation_beacon(self._conn.engine.url)
         if beacon is not None:
             beacon.begin()
@@ -94,6 +104,10 @@ class SqlTokenRepository:
             self._conn.execute(sa.insert(revocation_epoch).values(id=EPOCH_ROW_ID, epoch=1))
 
     def revocation_epoch(self) -> int:
+        if self._epoch.value is not None:
+            return self._epoch.value  # as a page statement of this unit of work read it
+        if self._reader is not None:
+            return self._reader.current()
         # On the driver's cursor (driver.py): the server's writer asks it once a group.
         rows = driver_rows(self._conn, _EPOCH, {})
         # No row: the migration's row was removed; the first revocation makes it again.

@@ -14,10 +14,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
-from audit.adapters.sql.repositories import SqlEventRepository
+from audit.adapters.sql.repositories import SqlEventRepository, StatementEpoch
 from audit.adapters.sql.search_index import indexer_starter, refresh_search_index
 from audit.adapters.sql.tokens import SqlTokenRepository
-from audit.application.ports import EventRepository, TokenRepository, UnitOfWorkFactory
+from audit.application.ports import (
+    EventRepository,
+    RevocationEpoch,
+    TokenRepository,
+    UnitOfWorkFactory,
+)
 from audit.domain.errors import StorageUnavailable
 
 logger = logging.getLogger(__name__)
@@ -45,11 +50,16 @@ class SqlUnitOfWork:
     tokens: TokenRepository
 
     def __init__(
-        self, engine: Engine, write: bool = False, kept: KeptConnections | None = None
+        self,
+        engine: Engine,
+        write: bool = False,
+        kept: KeptConnections | None = None,
+        epoch: RevocationEpoch | None = None,
     ) -> None:
         self._engine = engine
         self._write = write
         self._kept = kept
+        self._epoch = None if write else epoch
         self._connection: Connection | None = None
         self._queue = writer_queue(engine) if write else None
         self._autocommit = not write and engine.dialect.name == "postgresql"
@@ -85,8 +95,11 @@ class SqlUnitOfWork:
             self._leave_queue()
             raise
         self._connection = connection
-        self.events = SqlEventRepository(connection)
-        self.tokens = SqlTokenRepository(connection, self._after_transaction)
+        epoch = StatementEpoch()
+        self.events = SqlEventRepository(connection, epoch)
+        self.tokens = SqlTokenRepository(
+            connection, self._after_transaction, epoch, reader=self._epoch
+        )
         return self
 
     def __exit__(
@@ -217,8 +230,11 @@ class SqlUnitOfWorkFactory:
     `keep_writer` writing ones too: for a process whose one thread writes all the time.
     """
 
-    def __init__(self, engine: Engine, keep_writer: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, keep_writer: bool = False, epoch: RevocationEpoch | None = None
+    ) -> None:
         self.engine = engine
+        self._epoch = epoch  # for reading units of work (SqlTokenRepository)
         # A process that writes events keeps SQLite's `q` index (search_index.py).
         self._start_indexer = indexer_starter(engine.url)
         sqlite = engine.dialect.name == "sqlite"
@@ -229,7 +245,7 @@ class SqlUnitOfWorkFactory:
         if write:
             self._start_indexer()
             return SqlUnitOfWork(self.engine, write, self._writers)
-        return SqlUnitOfWork(self.engine, write, self._readers)
+        return SqlUnitOfWork(self.engine, write, self._readers, self._epoch)
 
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ cannot cut off the others).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -20,11 +21,13 @@ from werkzeug.exceptions import TooManyRequests
 
 from audit.application.authentication import Authenticate, FailureThrottle
 from audit.container import Container
+from audit.domain.errors import StaleCredentials
 from audit.domain.tokens import Principal, Scope
 from audit.entrypoints.http import metrics
 from audit.entrypoints.http.responses import error_response
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 REALM = "audit"
 
@@ -67,6 +70,18 @@ def unchecked_epoch() -> int | None:
     the revocation epoch yet: the view's operation must check it (EventRecorder)."""
     epoch = g.get(UNCHECKED_EPOCH)
     return epoch if isinstance(epoch, int) else None
+
+
+def checking_revocation(operation: Callable[[int | None], T]) -> T:
+    """`operation(unchecked_epoch())`, for a view of `require(..., checks_revocation=True)`:
+    when the operation refuses the epoch as stale (StaleCredentials), the request is
+    authenticated in full (the 401, if its token was revoked) and the operation runs
+    once more, on the principal checked now."""
+    try:
+        return operation(unchecked_epoch())
+    except StaleCredentials:
+        check_revocation()  # the 401, unless only another token was revoked
+        return operation(None)
 
 
 @inject
@@ -142,18 +157,34 @@ def require(scope: Scope, *, checks_revocation: bool = False) -> Callable[[F], F
     """Protect a view: a valid token (else 401) holding `scope` (else 403).
 
     `checks_revocation`: the view's operation checks the revocation epoch inside its own
-    transaction (EventRecorder's `epoch`, with `unchecked_epoch()`), and the view calls
-    `check_revocation()` before any other answer, so a principal this process keeps
-    is taken without reading the epoch first: one read of storage less a request.
+    transaction (EventRecorder's and QueryEvents.json's `epoch`, with `unchecked_epoch()`),
+    so a principal this process keeps is taken without reading the epoch first: one read
+    of storage less a request. The view runs the operation through `checking_revocation`;
+    any other exception waits for the full check here, so a request after a revocation
+    gets the 401 however it fails (a 400, 409, 413, 503 ...).
     """
 
     def decorator(view: F) -> F:
+        if checks_revocation:
+            view = _checked_before_failing(view)
         protected = auth.login_required(role=str(scope))(view)
         protected.required_scope = str(scope)
         protected.checks_revocation = checks_revocation
         return cast(F, protected)
 
     return decorator
+
+
+def _checked_before_failing(view: F) -> F:
+    @functools.wraps(view)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except Exception:
+            check_revocation()
+            raise
+
+    return cast(F, checked)
 
 
 def required_scope(view: Callable[..., Any]) -> str | None:

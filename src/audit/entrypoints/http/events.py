@@ -16,16 +16,10 @@ from audit.application.querying import (
 )
 from audit.application.recording import EventRecorder, Recorded
 from audit.container import Container
-from audit.domain.errors import StaleCredentials
 from audit.domain.tokens import Scope
 from audit.domain.validation import BATCH_KEY, is_batch, parse_batch, parse_event
 from audit.entrypoints.formats import json_bytes
-from audit.entrypoints.http.auth import (
-    check_revocation,
-    current_principal,
-    require,
-    unchecked_epoch,
-)
+from audit.entrypoints.http.auth import checking_revocation, current_principal, require
 from audit.entrypoints.http.body import json_body
 from audit.entrypoints.http.metrics import count_ingested
 from audit.entrypoints.http.parameters import (
@@ -56,26 +50,13 @@ def _batch_item(recorded: Recorded) -> dict[str, Any]:
 @inject
 def record_events(record: EventRecorder = Provide[Container.record_events]) -> Response:
     # The principal may be one this process kept, its epoch unchecked (auth.py): the
-    # writer checks it in the group's transaction, and any other answer waits for
-    # check_revocation(), so a request after a revocation is refused however it fails.
-    try:
-        return _record_events(record)
-    except Exception:
-        check_revocation()
-        raise
-
-
-def _record_events(record: EventRecorder) -> Response:
+    # writer checks it in the group's transaction.
     tenant = current_principal().tenant
     query_arguments(NO_PARAMETERS)
     body = json_body()
     batch = is_batch(body)
     events = parse_batch(body[BATCH_KEY]) if batch else [parse_event(body)]
-    try:
-        results = record(tenant, events, unchecked_epoch())
-    except StaleCredentials:
-        check_revocation()  # the 401, unless only another token was revoked
-        results = record(tenant, events)
+    results = checking_revocation(lambda epoch: record(tenant, events, epoch))
     if not batch:
         [recorded] = results
         count_ingested(int(recorded.created), int(not recorded.created))
@@ -91,12 +72,14 @@ def _record_events(record: EventRecorder) -> Response:
 
 
 @blueprint.get("/events")
-@require(Scope.EVENTS_READ)
+@require(Scope.EVENTS_READ, checks_revocation=True)
 @inject
 def list_events(query: QueryEvents = Provide[Container.query_events]) -> Response:
     args = query_arguments(LIST_PARAMETERS)
     where, page_asked = listing(args)
-    page = query.json(current_principal().tenant, where, page_asked)
+    tenant = current_principal().tenant
+    # As ingest: the page's own statement reads the epoch (QueryEvents.json).
+    page = checking_revocation(lambda epoch: query.json(tenant, where, page_asked, epoch))
     # {"events": [...], "next_cursor": ...} as json_response would write it, from the
     # events' JSON text (tests/integration/http holds it to that).
     body = b"".join(

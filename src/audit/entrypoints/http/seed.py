@@ -24,7 +24,7 @@ from audit.domain.events import Event
 from audit.domain.query import EventFilter, PageRequest
 from audit.domain.tokens import Principal, Scope
 from audit.domain.validation import parse_event
-from audit.entrypoints.http.auth import current_principal, require
+from audit.entrypoints.http.auth import checking_revocation, current_principal, require
 from audit.entrypoints.http.metrics import count_ingested
 
 blueprint = Blueprint("seed", __name__)
@@ -61,14 +61,16 @@ def seed_event(fields: MultiDict[str, str], principal: Principal) -> dict[str, A
 
 
 @blueprint.post("/save_logs")
-@require(Scope.EVENTS_WRITE)
+@require(Scope.EVENTS_WRITE, checks_revocation=True)
 @inject
 def save_logs(record: EventRecorder = Provide[Container.record_events]) -> Response:
     principal = current_principal()
     fields = _fields()
     if not fields:
         raise ValidationFailed([Problem(field="", message="the form holds no fields")])
-    [recorded] = record(principal.tenant, [parse_event(seed_event(fields, principal))])
+    events = [parse_event(seed_event(fields, principal))]
+    # As /v1/events: the writer checks the epoch of a kept principal.
+    [recorded] = checking_revocation(lambda epoch: record(principal.tenant, events, epoch))
     count_ingested(int(recorded.created), int(not recorded.created))
     return Response(SAVED, status=200, content_type=TEXT)
 
