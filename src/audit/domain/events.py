@@ -175,30 +175,12 @@ class EventJson(NamedTuple):
 
 def unhashed_document(event: UnsealedEvent) -> dict[str, Any]:
     """The returned shape less `hash` and `prev_hash`: what the chain hash covers."""
-    return _document(
-        event,
-        event.id,
-        event.seq,
-        event.tenant,
-        event.occurred_at,
-        event.received_at,
-        dict(event.metadata),
-    )
+    return _event_document(event, dict(event.metadata))
 
 
 def hashed_bytes(event: UnsealedEvent) -> bytes:
     """The RFC 8785 bytes of unhashed_document(event), the metadata's made only once."""
-    return canonical_plain(
-        _document(
-            event,
-            event.id,
-            event.seq,
-            event.tenant,
-            event.occurred_at,
-            event.received_at,
-            orjson.Fragment(canonical_metadata(event)),
-        )
-    )
+    return canonical_plain(_event_document(event, orjson.Fragment(canonical_metadata(event))))
 
 
 def placed_bytes(
@@ -215,6 +197,12 @@ def placed_bytes(
             received_at,
             orjson.Fragment(canonical_metadata(new)),
         )
+    )
+
+
+def _event_document(event: UnsealedEvent, metadata: Any) -> dict[str, Any]:
+    return _document(
+        event, event.id, event.seq, event.tenant, event.occurred_at, event.received_at, metadata
     )
 
 
