@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import Flask, Response
 
 from audit.container import Container, build_container
@@ -21,12 +24,28 @@ from audit.entrypoints.http.errors import register_error_handlers
 from audit.entrypoints.http.operations import METRICS_MULTIPROCESS
 from audit.entrypoints.http.paths import SegmentConverter, refuse_nul_in_query
 
+_SYNC_CACHE_SIZE = 1024
+
 
 class AuditApp(Flask):
     """A Flask app that carries its composition root, as `app.container`."""
 
     container: Container
     request_class = AuditRequest
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # Flask asks `inspect` whether a hook or view is a coroutine function each time it
+        # calls one, ten times a single-event POST; a function's answer never changes.
+        sync = self._sync.get(func)
+        if sync is None:
+            sync = super().ensure_sync(func)
+            if len(self._sync) < _SYNC_CACHE_SIZE:  # views and hooks: a fixed few
+                self._sync[func] = sync
+        return sync
 
 
 def _no_store(response: Response) -> Response:
