@@ -52,6 +52,14 @@ def body_bytes() -> bytes:
     that reaches it is over the limit.
     """
     limit = request.max_content_length
+    length = request.content_length
+    if length is not None and limit is not None and length <= limit:
+        # What nearly every request is: one read of the length it announced, straight
+        # from the server's stream (werkzeug's wrapped stream cost 20 us a request more).
+        # A client gone early leaves it short: a body that is not JSON, a 400.
+        with _unreadable_is_bad_request():
+            data: bytes = request.environ["wsgi.input"].read(length)
+        return data
     if limit is None:
         return request.get_data(cache=False)
     request.max_content_length = limit + 1
