@@ -70,7 +70,9 @@ def format_micros(micros: int) -> str:
         if len(_SECOND_TEXTS) >= _SECOND_TEXTS_MAX:
             _SECOND_TEXTS.clear()
         text = _SECOND_TEXTS[second] = format_time(from_micros(second * 1_000_000))[:-7]
-    return f"{text}{fraction:06d}Z"
+    # The six digits as a slice of 1,000,000 + fraction: a quarter faster than `:06d`,
+    # and a page writes two a row.
+    return text + str(fraction + 1_000_000)[1:] + "Z"
 
 
 def to_micros(moment: datetime) -> int:

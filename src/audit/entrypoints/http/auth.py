@@ -52,16 +52,17 @@ def verify_token(
     throttle: FailureThrottle = Provide[Container.auth_throttle],
 ) -> Principal | None:
     # The secret is only ever handed to the use case: never logged, never echoed.
-    if not authenticate.knows(token):
-        _hold_off_if_over_limit(throttle)
     view = current_app.view_functions.get(request.endpoint or "")
     if getattr(view, "checks_revocation", False):
+        # A kept token is one this process knows, which its address's limit spares.
         kept = authenticate.kept(token)
         # Not for a 403: that answer would come before the view could check the epoch.
         if kept is not None and getattr(view, "required_scope", None) in get_user_roles(kept[0]):
             principal, epoch = kept
             setattr(g, UNCHECKED_EPOCH, epoch)
             return principal
+    if not authenticate.knows(token):
+        _hold_off_if_over_limit(throttle)
     return authenticate(token)
 
 

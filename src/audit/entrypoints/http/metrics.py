@@ -102,8 +102,11 @@ def _start() -> None:
 
 def _observe(response: Response) -> Response:
     started = g.pop("audit_request_started", None)
-    method = request.method if request.method in _METHODS else "other"
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    # Resolved once: each look through the proxy costs.
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    method = current.method if current.method in _METHODS else "other"
+    rule = current.url_rule
+    route = rule.rule if rule is not None else UNMATCHED_ROUTE
     status = str(response.status_code)
     _requests(method, route, status).inc()
     if started is not None:
