@@ -246,6 +246,7 @@ def _wsgi_requests(rounds: int) -> list[tuple[str, float, float]]:
             _per_request(rounds, app, lambda n: _environ("GET", query, b"", secret), "200"),
             _per_request(rounds, bare, lambda n: _environ("GET", query, b"", secret), "200"),
         )
+        container.token_uses().flush()  # now, while its file is there, not at exit
         container.unwire()
         container.engine().dispose()
     return [
