@@ -11,6 +11,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -303,6 +304,8 @@ def test_the_access_log_is_one_json_object_per_request(start_server: Any) -> Non
     assert isinstance(page["duration_ms"], float)
     assert page["duration_ms"] >= 0
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", page["time"])
+    logged = datetime.strptime(page["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs(datetime.now(UTC) - logged) < timedelta(minutes=5)  # now, in UTC
     assert "auth" not in page
     [evil] = [r for r in records if r["request_id"] == "forge-1"]
     # The rule if a route took the path (none does: a segment holds no control

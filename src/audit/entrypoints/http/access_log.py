@@ -18,12 +18,12 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from flask import Flask, Response, g, request
 
+from audit.domain.time import format_micros
 from audit.domain.tokens import Principal
 from audit.entrypoints.http.auth import AUTH_FAILURE
 
@@ -49,8 +49,8 @@ def request_id() -> str:
 def _request_id(environ: dict[str, Any], store: Any) -> str:
     found = getattr(store, _REQUEST_ID_KEY, None)
     if found is None:
-        sent = environ.get("HTTP_X_REQUEST_ID", "")
-        found = sent if _REQUEST_ID.fullmatch(sent) else _new_request_id()
+        sent = environ.get("HTTP_X_REQUEST_ID")
+        found = sent if sent and _REQUEST_ID.fullmatch(sent) else _new_request_id()
         setattr(store, _REQUEST_ID_KEY, found)
     return str(found)
 
@@ -91,7 +91,9 @@ def _record(response: Response) -> dict[str, Any]:
     method = environ.get("REQUEST_METHOD", "")
     rule = current.url_rule
     record: dict[str, Any] = {
-        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        # RFC 3339 to the millisecond (truncated), from the formatter of stored times,
+        # which writes each second's text once.
+        "time": format_micros(time.time_ns() // 1000)[:-4] + "Z",
         "method": method if method in _METHODS else "OTHER",
         "route": rule.rule if rule is not None else None,
         "status": response.status_code,

@@ -138,6 +138,8 @@ def _shown(name: str) -> str:
 
 def query_arguments(allowed: Sequence[QueryParameter]) -> dict[str, str]:
     """The query string as single values, after refusing unknown and repeated parameters."""
+    if not request.query_string:
+        return {}  # most requests: nothing to parse
     names = [p.name for p in allowed]
     values: dict[str, str] = {}
     for name, given in request.args.lists():
