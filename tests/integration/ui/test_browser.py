@@ -7,7 +7,7 @@ are saved, see the `screenshots` fixture).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -86,6 +86,16 @@ def wait_for(driver: webdriver.Chrome, css: str) -> Any:
     )
 
 
+def after_navigation(driver: webdriver.Chrome, act: Callable[[], object], css: str) -> Any:
+    """Do `act` (a click or a key that loads another page), wait until that page has
+    replaced this one, then for `css` on it: this page may hold `css` too, and a wait for
+    it alone could return before the browser has left."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    act()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(old))
+    return wait_for(driver, css)
+
+
 def sign_in(driver: webdriver.Chrome, token: str) -> None:
     """Type the token and press Enter: the form works from the keyboard alone."""
     field = wait_for(driver, "input#token")
@@ -133,8 +143,7 @@ def test_sign_in_filter_page_verify_and_sign_out(
     action.send_keys("document.*")
     Select(driver.find_element(By.ID, "f-outcome")).select_by_value("success")
     Select(driver.find_element(By.ID, "f-limit")).select_by_value("25")
-    action.send_keys(Keys.ENTER)
-    wait_for(driver, "table.events")
+    after_navigation(driver, lambda: action.send_keys(Keys.ENTER), "table.events")
     query = parse_qs(urlsplit(driver.current_url).query)
     assert query["action"] == ["document.*"]
     assert query["outcome"] == ["success"]
@@ -152,8 +161,8 @@ def test_sign_in_filter_page_verify_and_sign_out(
     set_width(driver, 1280)
 
     # The next page keeps the filters: a URL that can be bookmarked.
-    driver.find_element(By.CSS_SELECTOR, "a[rel=next]").click()
-    wait_for(driver, "table.events")
+    next_page = driver.find_element(By.CSS_SELECTOR, "a[rel=next]")
+    after_navigation(driver, next_page.click, "table.events")
     assert listed_seqs(driver) == expected[25:50]
     bookmark = driver.current_url
     driver.get(bookmark)
