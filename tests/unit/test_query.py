@@ -204,6 +204,8 @@ def _cursor_of(data: Any) -> str:
         _cursor_of({"s": 5.0, "o": "asc"}),
         _cursor_of({"s": True, "o": "asc"}),
         _cursor_of({"s": -1, "o": "asc"}),
+        _cursor_of({"s": 2**63, "o": "asc"}),  # beyond what a table holds
+        _cursor_of({"s": 10**30, "o": "desc"}),
         _cursor_of({"s": None, "o": "asc"}),
         _cursor_of({"s": 5, "o": "ASC"}),
         _cursor_of({"s": 5, "o": ["asc"]}),
@@ -223,3 +225,18 @@ def test_a_cursor_this_service_did_not_issue_is_an_invalid_parameter(cursor: str
 def test_a_deeply_nested_cursor_is_an_invalid_parameter() -> None:
     with pytest.raises(InvalidParameter):
         decode_cursor(_b64(b"[" * 100_000), "asc")
+
+
+@pytest.mark.parametrize(
+    ("bound", "kept"),
+    [
+        ({"since": "2026-11-28T10:00:00.0000005Z"}, False),  # T0 is before the bound
+        ({"since": "2026-11-28T09:59:59.9999995Z"}, True),
+        ({"until": "2026-11-28T10:00:00.0000005Z"}, True),  # T0 is before the bound
+        ({"until": "2026-11-28T10:00:00.000000000Z"}, False),
+    ],
+)
+def test_a_bound_finer_than_a_microsecond_keeps_its_side_of_each_time(
+    bound: dict[str, str], kept: bool
+) -> None:
+    assert matches(EVENT, parse_filter(dict(bound))) is kept

@@ -75,6 +75,7 @@ def test_the_same_instant_in_any_offset_parses_equal(text: str) -> None:
         (".1234567", 123456),
         (".123456789", 123456),
         (".999999999", 999999),
+        (".1234567890123456789", 123456),
     ],
 )
 def test_fractional_seconds_keep_microseconds(fraction: str, micros: int) -> None:
@@ -91,7 +92,11 @@ def test_fractional_seconds_keep_microseconds(fraction: str, micros: int) -> Non
         "2026-11-31T10:00:00Z",
         "2100-02-29T10:00:00Z",
         "2026-11-28T10:00:61Z",
-        "2026-11-28T10:00:00.1234567890Z",
+        "2026-11-28T10:00:00+02:60",  # offset minutes are 00-59
+        "2026-11-28T10:00:00-00:99",
+        "2026-11-28T10:00:00+24:00",  # offset hours are 00-23
+        "2026-11-28T10:00:00.Z",
+        "2026-11-28T10:00:00.\u0661Z",  # a fraction in another script's digits
         "9999-12-31T23:00:00-01:00",  # after year 9999 in UTC
         "\u0662\u0660\u0662\u0666-11-28T10:00:00Z",  # Arabic-Indic digits
         "2026-11-28T10:00:00Z\n",
@@ -100,6 +105,26 @@ def test_fractional_seconds_keep_microseconds(fraction: str, micros: int) -> Non
 def test_parse_refuses_what_is_not_an_rfc3339_instant(text: str) -> None:
     with pytest.raises(ValueError, match=r"\S"):
         parse_rfc3339(text)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "micros"),
+    [
+        ("", 0),
+        (".5", 500000),
+        (".5000000000", 500000),
+        (".5000001", 500001),
+        (".5000005", 500001),
+        (".000000000000000000001", 1),
+        (".9999991", 999999 + 1),  # the next second
+    ],
+)
+def test_a_bound_rounds_up_to_the_next_microsecond(fraction: str, micros: int) -> None:
+    """A query's since and until keep their side of every stored time: an event at
+    .500000 is before .5000005, so since excludes it and until includes it."""
+    moment = parse_rfc3339(f"2026-11-28T10:00:59{fraction}Z", round_up=True)
+    start = datetime(2026, 11, 28, 10, 0, 59, tzinfo=UTC)
+    assert moment == start + timedelta(microseconds=micros)
 
 
 @pytest.mark.parametrize(

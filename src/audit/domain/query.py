@@ -50,7 +50,7 @@ def parse_filter(params: dict[str, str | None]) -> EventFilter:
     for name in ("since", "until"):
         if name in values:
             try:
-                times[name] = parse_rfc3339(values[name])
+                times[name] = parse_rfc3339(values[name], round_up=True)
             except ValueError as exc:
                 raise InvalidParameter(f"{name} {exc}") from None
     outcome = values.get("outcome")
@@ -85,6 +85,8 @@ class PageRequest:
 # work a forged one can ask for.
 CURSOR_MAX_CHARS = 8192
 _NOT_ISSUED = "cursor is not one this service issued"
+# The largest seq a table can hold (a signed 64-bit integer on both engines).
+_SEQ_MAX = 2**63 - 1
 
 
 def filter_parameters(where: EventFilter) -> dict[str, str]:
@@ -134,7 +136,7 @@ def read_cursor(cursor: str) -> Cursor:
         parameters = data.get("f", {})
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError, binascii.Error):
         raise InvalidParameter(_NOT_ISSUED) from None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= _SEQ_MAX:
         raise InvalidParameter(_NOT_ISSUED)
     if order not in ("asc", "desc"):
         raise InvalidParameter(_NOT_ISSUED)

@@ -40,8 +40,13 @@ PARTY_FIELDS = frozenset({"id", "type", "name"})
 SOURCE_FIELDS = frozenset({"ip", "user_agent"})
 
 ID_RE = re.compile(ID_PATTERN)
-# RFC 3339 date-time; the offset is required (a time without one is ambiguous).
-RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+# RFC 3339 date-time; the offset is required (a time without one is ambiguous), its hours
+# 00-23 and minutes 00-59. Any number of fractional digits (the RFC sets no limit); times
+# are kept to the microsecond. ASCII digits only: Python's \d also takes other scripts'.
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
 RFC3339_RE = re.compile(RFC3339_PATTERN)
 
 PAGE_LIMIT_DEFAULT = 50

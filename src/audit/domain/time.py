@@ -10,15 +10,24 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
 
-def parse_rfc3339(text: str) -> datetime:
-    """Parse an RFC 3339 time with an offset into an aware UTC datetime.
+def parse_rfc3339(text: str, *, round_up: bool = False) -> datetime:
+    """Parse an RFC 3339 time with an offset into an aware UTC datetime, to the microsecond:
+    digits beyond the sixth are dropped, or with `round_up` taken to the next microsecond
+    when any is not zero (so a bound of a query keeps its side of every stored time).
 
     Raises ValueError with a short reason when the text is not one.
     """
-    if not RFC3339_RE.fullmatch(text):
+    match = RFC3339_RE.fullmatch(text)
+    if match is None:
         raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-11-28T10:00:00Z")
+    later = False
+    fraction_end = match.end(1)
+    if fraction_end - match.start(1) > 7:  # "." and more than six digits
+        later = round_up and text[match.start(1) + 7 : fraction_end].strip("0") != ""
+        text = text[: match.start(1) + 7] + text[fraction_end:]
     try:
-        return datetime.fromisoformat(text.upper()).astimezone(UTC)
+        moment = datetime.fromisoformat(text.upper()).astimezone(UTC)
+        return moment + _MICRO if later else moment
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"is not a valid time: {exc}") from None
 

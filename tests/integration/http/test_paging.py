@@ -118,3 +118,24 @@ def test_a_forged_cursors_filters_are_refused(
     cursor = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
     response = client.get(f"/v1/events?cursor={cursor}", headers=headers)
     assert_error(response, 400, "invalid_parameter")
+
+
+@pytest.mark.parametrize(
+    ("seq", "status"), [(2**63 - 1, 200), (2**63, 400), (10**30, 400)], ids=["max", "2^63", "10^30"]
+)
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@on_every_storage
+def test_a_forged_cursors_seq_is_bound_by_what_a_table_holds(
+    client: FlaskClient, headers: Headers, seq: int, status: int, order: str
+) -> None:
+    """A seq no table can hold is the cursor's fault (400), never the driver's (500)."""
+    _seed(client, headers)
+    data = {"s": seq, "o": order}
+    cursor = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    response = client.get(f"/v1/events?cursor={cursor}", headers=headers)
+    if status == 400:
+        assert_error(response, 400, "invalid_parameter")
+    else:
+        assert response.status_code == 200, response.get_data(as_text=True)
+        # After the largest seq in ascending order nothing is left; before it, everything.
+        assert len(response.get_json()["events"]) == (0 if order == "asc" else 12)
