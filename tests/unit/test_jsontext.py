@@ -12,13 +12,24 @@ from hypothesis import strategies as st
 
 from audit.domain import jsontext
 from audit.domain.errors import MalformedJson
-from audit.domain.jsontext import decode_json, decode_json_reference
+from audit.domain.jsontext import InexactFloat, decode_json, decode_json_reference
+
+
+def _typed(value: Any) -> Any:
+    """The value with each InexactFloat marked, which repr alone would not show."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, InexactFloat):
+        return ("inexact", float(value))
+    return value
 
 
 def _outcome(decode: Any, body: bytes) -> str:
     try:
         # repr tells int from float, -0.0 from 0.0, and keeps key order.
-        return "value " + repr(decode(body))
+        return "value " + repr(_typed(decode(body)))
     except MalformedJson:
         return "malformed"
 
@@ -54,6 +65,13 @@ HOSTILE = [
     b'{"a": -18446744073709551617}',
     b'{"a": 123456789012345678901234567890}',
     b'{"a": 1E2, "b": 1e-2, "c": 0.1, "d": 2.2250738585072014e-308}',
+    b'{"a": 9007199254740993.0}',  # floats that are not the number sent
+    b'{"a": 9.007199254740993e15}',
+    b'{"a": 0.30000000000000000001}',
+    b'{"a": 1e-400}',
+    b'{"a": 4E-324}',
+    b'{"a": 123456789.0123456789}',
+    b'{"a": 1e20, "b": 6.022e23, "c": 1.5e-300, "d": 5e-324}',  # floats that are
     b'{"a": 01}',
     b'{"a": 1.}',
     b'{"a": .5}',
@@ -151,3 +169,34 @@ def test_numbers_of_any_length_decode_as_the_reference_decodes_them(
     number = ("-" if negative else "") + digits
     assert_same(b'{"n": ' + number.encode() + b"}")
     assert_same(b'{"n": ' + number.encode() + b".5e3}")
+
+
+def test_a_float_that_is_not_the_number_sent_is_marked() -> None:
+    value = decode_json(b'{"a": 9007199254740993.0, "b": 1e-400, "c": 0.1, "d": 1e20}')
+    assert {key: isinstance(item, InexactFloat) for key, item in value.items()} == {
+        "a": True,
+        "b": True,
+        "c": False,
+        "d": False,
+    }
+    assert value["b"] == 0.0
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="0123456789", min_size=1, max_size=22),
+    st.text(alphabet="0123456789", max_size=22),
+    st.none() | st.integers(min_value=-420, max_value=420),
+    st.sampled_from(["e", "E"]),
+)
+def test_floats_of_any_digits_and_exponent_decode_as_the_reference_decodes_them(
+    whole: str, fraction: str, exponent: int | None, e: str
+) -> None:
+    """Whether orjson may read a number (a float exactly the number sent) or the reference
+    must mark it: same value, same mark, either way."""
+    number = whole.lstrip("0") or "0"
+    if fraction:
+        number += "." + fraction
+    if exponent is not None:
+        number += f"{e}{exponent}"
+    assert_same(b'{"n": ' + number.encode() + b"}")

@@ -383,6 +383,31 @@ def test_a_number_too_large_for_a_double_is_refused(literal: str) -> None:
     assert problem_fields(decode_json(body.encode())) == {"metadata.x[0]"}
 
 
+@pytest.mark.parametrize(
+    ("literal", "kept"),
+    [
+        ("9007199254740993.0", "9007199254740992.0"),  # an integer beyond 2^53 as a float
+        ("12345678901234567890.0", "1.2345678901234567e+19"),
+        ("1e-400", "0.0"),  # below the smallest float
+        ("4e-324", "5e-324"),
+        ("0.30000000000000000001", "0.3"),
+    ],
+)
+def test_a_number_no_float_holds_exactly_is_refused_not_rounded(literal: str, kept: str) -> None:
+    body = '{"action": "a", "actor": {"id": "u"}, "metadata": {"x": {"y": ' + literal + "}}}"
+    with pytest.raises(ValidationFailed) as refused:
+        parse_event(decode_json(body.encode()))
+    [problem] = refused.value.problems
+    assert problem.field == "metadata.x.y"
+    assert problem.message.endswith(f"would be kept as {kept}")
+
+
+@pytest.mark.parametrize("literal", ["0.1", "6.022e23", "1e20", "-2.5e-300", "5e-324", "1.0"])
+def test_a_float_that_is_the_number_sent_is_kept(literal: str) -> None:
+    body = '{"action": "a", "actor": {"id": "u"}, "metadata": {"x": ' + literal + "}}"
+    assert parse_event(decode_json(body.encode())).metadata == {"x": float(literal)}
+
+
 def test_every_problem_in_metadata_is_named() -> None:
     metadata = {"a": MAX_SAFE + 1, "b": "nul\x00", "c": {"d": "\ud800"}}
     assert problem_fields(event(metadata=metadata)) == {"metadata.a", "metadata.b", "metadata.c.d"}

@@ -16,7 +16,7 @@ from audit.domain.canonical import key_is_plain
 from audit.domain.common_event import EMPTY_METADATA, canonical_copy, quick_event
 from audit.domain.errors import PayloadTooLarge, Problem, ValidationFailed
 from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source
-from audit.domain.jsontext import decode_json
+from audit.domain.jsontext import InexactFloat, decode_json
 from audit.domain.jsonvalues import IPV4_RE, quick_metadata, string_problem
 from audit.domain.time import parse_rfc3339
 from audit.domain.tokens import TOKEN_NAME_MAX, Scope
@@ -153,6 +153,12 @@ class _Parser:
                 plain = False
                 if not math.isfinite(item):
                     self.problem(field, "numbers must be finite")
+                elif isinstance(item, InexactFloat):
+                    self.problem(
+                        field,
+                        "numbers must be ones a 64-bit float writes back as sent: this one"
+                        f" would be kept as {float(item)!r}",
+                    )
 
             elif depth >= rules.METADATA_MAX_DEPTH:
                 self.problem(field, f"must be nested at most {rules.METADATA_MAX_DEPTH} deep")

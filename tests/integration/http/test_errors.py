@@ -502,6 +502,18 @@ def test_metadata_integers_must_hash_exactly(client: FlaskClient, headers: Heade
     assert_error(client.post("/v1/events", json=bad, headers=headers), 422, "validation_error")
 
 
+@pytest.mark.parametrize("number", ["9007199254740993.0", "1e-400", "4e-324"])
+def test_metadata_floats_are_refused_rather_than_rounded(
+    client: FlaskClient, headers: Headers, number: str
+) -> None:
+    body = '{"action": "a.b", "actor": {"id": "u"}, "metadata": {"n": ' + number + "}}"
+    response = post_raw(client, headers, body.encode())
+    assert_error(response, 422, "validation_error")
+    assert response.get_json()["error"]["details"][0]["field"] == "metadata.n"
+    page = client.get("/v1/events", headers=headers).get_json()
+    assert page["events"] == []
+
+
 def test_deeply_nested_metadata_is_an_error_not_a_crash(
     client: FlaskClient, headers: Headers
 ) -> None:
