@@ -7,8 +7,9 @@ from audit.domain.errors import SigningKeyChanged
 
 
 def _key_id(vkey: str) -> str:
-    """`<name>+<8 hex>` of a verifier key `<name>+<8 hex>+<base64>`."""
-    return vkey.rpartition("+")[0] or vkey
+    """`<name>+<8 hex>` of a verifier key `<name>+<8 hex>+<base64>` (a key name holds no
+    `+`, a base64 key may)."""
+    return "+".join(vkey.split("+", 2)[:2])
 
 
 class BindSigningKey:

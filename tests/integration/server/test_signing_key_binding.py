@@ -3,6 +3,7 @@ key on a log that has events refuses to start, unless told to switch on purpose.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,10 @@ def _vkey(server: Server) -> str:
 
 
 def _key_id(vkey: str) -> str:
-    return vkey.rpartition("+")[0]
+    """`<name>+<8 hex>`: the first two of a vkey's parts (its base64 may hold a `+`)."""
+    key_id = "+".join(vkey.split("+")[:2])
+    assert re.fullmatch(r"localhost/audit\+[0-9a-f]{8}", key_id), vkey
+    return key_id
 
 
 def _serve_refused(database_url: str, key_file: Path) -> str:
@@ -61,6 +65,7 @@ def test_another_key_on_a_log_with_events_is_refused(tmp_path: Path) -> None:
     assert _key_id(first_vkey) in line
     assert "--accept-new-signing-key" in line
     second_id = line.split("not by ")[1].split(":")[0]
+    assert re.fullmatch(r"localhost/audit\+[0-9a-f]{8}", second_id), line
     assert second_id != _key_id(first_vkey)
 
     switched = Server(
