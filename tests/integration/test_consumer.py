@@ -29,6 +29,7 @@ import requests
 import sqlalchemy as sa
 
 from audit.adapters.sql import create_engine_for
+from audit.entrypoints.consumer.amqp import MAX_ERROR_HEADER_BYTES
 
 pika = pytest.importorskip("pika")
 
@@ -200,7 +201,9 @@ def dead_letters(url: str, queue: str) -> list[tuple[str | None, dict[str, Any],
         method, properties, body = channel.basic_get(f"{queue}.dead", auto_ack=True)
         if method is None:
             break
-        error = json.loads(properties.headers["x-audit-error"])
+        header = properties.headers["x-audit-error"]
+        assert len(header) <= MAX_ERROR_HEADER_BYTES
+        error = json.loads(header)
         found.append((properties.message_id, error, body))
     channel.connection.close()
     return found
@@ -278,6 +281,9 @@ def valid_messages() -> tuple[list[tuple[bytes, str | None]], set[str]]:
 
 
 BAD: dict[str, tuple[bytes, str]] = {
+    # Its error names a 300 KB field: a header over a frame would close the connection
+    # and bring the message back forever, holding up every message behind it.
+    "huge-field": (json.dumps(event(0) | {"k" * 300_000: 1}).encode(), "validation_error"),
     "bad-json": (b'{"action": ', "malformed_json"),
     "bad-utf8": (b'{"action": "\xff"}', "malformed_json"),
     "bad-event": (json.dumps({"action": "x y", "actor": {"id": "u"}}).encode(), "validation_error"),

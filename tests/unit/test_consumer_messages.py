@@ -13,8 +13,15 @@ import pytest
 from audit.adapters.memory import InMemoryUnitOfWorkFactory
 from audit.application.querying import ExportEvents, VerifyChain
 from audit.application.recording import RecordEvents
-from audit.domain.errors import StorageUnavailable
+from audit.domain.errors import (
+    AuditError,
+    MalformedJson,
+    Problem,
+    StorageUnavailable,
+    ValidationFailed,
+)
 from audit.domain.query import EventFilter
+from audit.entrypoints.consumer.amqp import MAX_ERROR_HEADER_BYTES, error_header
 from audit.entrypoints.consumer.committing import Backoff, Committer, Group
 from audit.entrypoints.consumer.messages import QueueMessage, RecordMessages, message_events
 from audit.entrypoints.formats import error_document
@@ -175,3 +182,26 @@ def test_the_committer_retries_a_failed_group_and_gives_up_only_when_stopping(
     [done] = committer.finished(wait=30)
     assert done.settled is None
     committer.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValidationFailed([Problem(field="k" * 300_000, message="is not a field")]),
+        ValidationFailed(
+            [Problem(field="z" * 1000, message="m" * 1000, index=i) for i in range(1000)]
+        ),
+        MalformedJson("the body is not valid JSON: repeated key " + repr("k" * 300_000)),
+    ],
+    ids=["a huge field", "many long problems", "a huge message"],
+)
+def test_a_dead_letters_error_header_fits_well_within_a_frame(error: AuditError) -> None:
+    header = error_header(error)
+    assert len(header) <= MAX_ERROR_HEADER_BYTES
+    document = json.loads(header)["error"]
+    assert document["code"] == error.code
+    assert document["message"].startswith(error.message[:100])
+    if isinstance(error, ValidationFailed):
+        assert 1 <= len(document["details"]) <= len(error.problems)
+        first = document["details"][0]
+        assert first["field"].startswith(error.problems[0].field[:100])

@@ -27,7 +27,7 @@ import pika
 import pika.exceptions
 from prometheus_client import Counter
 
-from audit.domain.errors import InvalidParameter
+from audit.domain.errors import AuditError, InvalidParameter
 from audit.entrypoints.consumer.committing import Backoff, Committer, Done, Group
 from audit.entrypoints.consumer.messages import (
     Checked,
@@ -52,8 +52,13 @@ MESSAGES = Counter(
 
 ERROR_HEADER = "x-audit-error"
 DEAD_SUFFIX = ".dead"
-# An AMQP header must fit in one frame (128 KiB by default): the first problems suffice.
+# The message's headers and this one must fit in one AMQP frame (128 KiB by default), or
+# the broker closes the connection and the message comes back, again and again: the error
+# keeps its first problems, each text cut short, within a bound well under a frame (a
+# field's name and a message may quote the message's own text back, of any length).
 MAX_ERROR_DETAILS = 100
+MAX_ERROR_HEADER_BYTES = 16 * 1024
+_MAX_ERROR_TEXT = 256
 # How long the connection's thread waits for a message before it looks at the committer.
 POLL_SECONDS = 0.01
 
@@ -257,8 +262,7 @@ class QueueConsumer:
         """Publish the message as it came, with the error, to the dead-letter queue and
         wait for the broker's confirm: only then may the original be acked."""
         message = rejected.message
-        # ASCII JSON: an error may quote back a lone surrogate, which UTF-8 cannot carry.
-        error = json.dumps(error_document(rejected.error, MAX_ERROR_DETAILS), ensure_ascii=True)
+        error = error_header(rejected.error)
         original = message.properties or pika.BasicProperties()
         properties = pika.BasicProperties(
             content_type=original.content_type,
@@ -280,6 +284,28 @@ class QueueConsumer:
             properties=properties,
             mandatory=True,
         )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "\u2026"
+
+
+def error_header(exc: AuditError) -> str:
+    """The `x-audit-error` header: the error's JSON, at most MAX_ERROR_HEADER_BYTES. ASCII
+    JSON: an error may quote back a lone surrogate, which UTF-8 cannot carry."""
+    document = error_document(exc, MAX_ERROR_DETAILS)
+    error = document["error"]
+    error["message"] = _cut(error["message"])
+    details = error.get("details")
+    if details is not None:
+        error["details"] = [
+            {key: _cut(v) if isinstance(v, str) else v for key, v in d.items()} for d in details
+        ]
+    header = json.dumps(document, ensure_ascii=True)
+    while len(header) > MAX_ERROR_HEADER_BYTES and error.get("details"):
+        del error["details"][len(error["details"]) // 2 :]
+        header = json.dumps(document, ensure_ascii=True)
+    return header
 
 
 class _QueueMissing(Exception):
