@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -21,6 +22,24 @@ from audit.domain.ids import new_event_id
 from audit.domain.rules import MAX_BATCH, MAX_BODY_BYTES, PAGE_LIMIT_MAX
 
 FilterValue = str | int | datetime
+
+
+def _json(event: Mapping[str, Any]) -> bytes:
+    """The event's JSON; TypeError for a value JSON cannot hold. orjson writes NaN and
+    the infinities as null, which would store another value than the one recorded: they
+    are looked for when the text holds a null at all."""
+    data = orjson.dumps(event)
+    if b"null" in data:
+        stack: list[Any] = [event]
+        while stack:
+            value = stack.pop()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TypeError(f"{value!r} is not JSON: the service stores numbers exactly")
+            if isinstance(value, Mapping):
+                stack.extend(value.values())
+            elif isinstance(value, list | tuple):
+                stack.extend(value)
+    return data
 
 
 class AuditClient:
@@ -80,7 +99,7 @@ class AuditClient:
         event_id = event.get("id")
         if event_id is None:
             event_id = new_event_id()
-        data = orjson.dumps({**event, "id": event_id})
+        data = _json({**event, "id": event_id})
         self._queue.put(Queued(str(event_id), data, time.monotonic()), self.block_for)
         return str(event_id)
 
@@ -99,7 +118,7 @@ class AuditClient:
         Retried as record() is (an id is made first, so a retry is safe).
         """
         event_id = event.get("id")
-        body = orjson.dumps({**event, "id": new_event_id() if event_id is None else event_id})
+        body = _json({**event, "id": new_event_id() if event_id is None else event_id})
         reply = self._transport.request("POST", "/v1/events", body=body)
         if reply.status not in (200, 201):
             raise reply.error()

@@ -277,3 +277,24 @@ def test_any_mapping_is_recorded_and_a_bad_url_is_refused_up_front() -> None:
     assert stub.posted_ids() == [kept, made]
     with pytest.raises(ValueError, match="http or https"):
         AuditClient("127.0.0.1:8080", "t")
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"v": float("nan")},
+        {"v": [1, {"w": float("inf")}]},
+        {"v": (float("-inf"),), "u": None},
+    ],
+)
+def test_a_number_json_cannot_hold_is_refused_not_sent_as_null(metadata: dict[str, Any]) -> None:
+    with stub_server(created) as stub, AuditClient(stub.url, "t", flush_interval=30) as client:
+        with pytest.raises(TypeError, match="is not JSON"):
+            client.record(event(1, metadata=metadata))
+        with pytest.raises(TypeError, match="is not JSON"):
+            client.send(event(2, metadata=metadata))
+        # Nulls and finite floats go as they are.
+        kept = client.record(event(3, description=None, metadata={"v": 0.5, "u": None}))
+        assert client.flush(timeout=20)
+    assert stub.posted_ids() == [kept]
+    assert stub.seen[0].body["events"][0]["metadata"] == {"v": 0.5, "u": None}
