@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +65,14 @@ class BatchSender:
         parts = [items]
         while parts:
             part = parts.pop()
+            # Retried until `retry_for` seconds after its oldest event was recorded (at
+            # least one attempt): a long outage costs each event that long, not each batch
+            # in turn, so the queue behind it drains at once.
+            left = min(item.at for item in part) + self._transport.retry_for - time.monotonic()
             try:
-                reply = self._transport.request("POST", "/v1/events", body=batch_body(part))
+                reply = self._transport.request(
+                    "POST", "/v1/events", body=batch_body(part), retry_for=max(left, 0.0)
+                )
             except Unreachable as exc:
                 self.fail(part, exc)
                 continue

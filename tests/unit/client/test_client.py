@@ -178,6 +178,26 @@ def test_events_refused_for_retry_for_go_to_on_error() -> None:
     assert len(events) == 1
 
 
+def test_retry_for_counts_from_each_events_recording_not_each_batchs_turn() -> None:
+    """Ten batches behind an outage: the first is retried for retry_for, and by then the
+    others' time is up too: each gets one more try, not retry_for seconds of its own
+    (which would hold close() for ten times retry_for)."""
+    failures, on_error = collector()
+    busy = error(503, "unavailable")
+    with stub_server(lambda seen: busy) as stub:
+        client = AuditClient(
+            stub.url, "t", on_error=on_error, retry_for=2, flush_interval=30, max_batch=5
+        )
+        ids = [client.record(event(n)) for n in range(50)]
+        started = time.monotonic()
+        client.close()
+        took = time.monotonic() - started
+    assert took < 10, took
+    assert sorted(e["id"] for events, _ in failures for e in events) == sorted(ids)
+    assert all(isinstance(err, Unreachable) and err.status == 503 for _, err in failures)
+    assert set(stub.posted_ids()) == set(ids)  # every batch was tried
+
+
 def test_record_blocks_for_block_for_then_raises_queue_full() -> None:
     release = threading.Event()
 
