@@ -210,14 +210,26 @@ class AuditWorker(ThreadWorker):  # type: ignore[misc]
             conn.parser.unreader.unread(early)
         return super().handle(conn)
 
+    # After a response: the body the application left unread is drained, so the next
+    # request on the connection can be found. A body that cannot be read (a malformed
+    # chunk) leaves that unknown: gunicorn would answer a 400 to a request nobody sent,
+    # which a client reusing the connection takes for its next answer. Close instead.
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        try:
+            return bool(super()._keepalive_after(conn, keepalive))
+        except Exception as exc:
+            self.log.debug("closing after an unreadable body: %s", type(exc).__name__)
+            return False
+
     def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
         known = next((row for row in _STATUS_OF if isinstance(exc, row[0])), None)
         if known is None:
             self.log.exception("error handling a request")
             answer = error_bytes(500, "Internal Server Error", "internal_error", _INTERNAL)
         else:
-            # repr: the request's bytes are the client's, and must not forge log lines.
-            self.log.warning("invalid request from %s: %r", (addr or ("",))[0], exc)
+            # The kind of error only: its text quotes the request line, whose query string
+            # may hold a secret, and whose bytes are the client's.
+            self.log.warning("invalid request from %s: %s", (addr or ("",))[0], type(exc).__name__)
             answer = error_bytes(*known[1:])
         with contextlib.suppress(OSError):
             client.sendall(answer)

@@ -215,3 +215,36 @@ def test_requests_in_pieces_chunked_pipelined_or_expecting_100_are_served(
         sock.sendall(payload)
         [(status, _)] = _read_responses(sock, 1)
     assert status == 201
+
+
+def test_a_body_left_unreadable_closes_the_connection_after_its_answer(
+    start_server: Any,
+) -> None:
+    """A request answered without its body being read (a GET, a 401) whose chunked body
+    turns out malformed: its one answer, then the connection closes. An answer to no
+    request would be read by a client reusing the connection as its next one."""
+    server = start_server()
+    garbled = b"Transfer-Encoding: chunked\r\n\r\nzz\r\n\r\n"
+    for request in (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + garbled,
+        b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + garbled,
+    ):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(request)
+            [(status, _)] = _read_responses(sock, 1)
+            assert status in (200, 401), status
+            sock.settimeout(5)
+            assert sock.recv(65536) == b""  # closed, with nothing more sent
+
+
+def test_an_invalid_request_line_is_logged_without_its_text(start_server: Any) -> None:
+    server = start_server()
+    secret = "als_LEAKED789"
+    got, _, _ = _raw(server, f"GET /v1/events?access_token={secret}\x7f HTTP/1.1\r\n\r\n".encode())
+    assert got == 400
+    assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    server.stop()
+    output = server.output()
+    assert "invalid request from 127.0.0.1: InvalidRequestLine" in output
+    assert secret not in output
+    assert "access_token" not in output
