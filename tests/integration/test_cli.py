@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,11 @@ def test_help_works_everywhere() -> None:
         assert "Usage:" in done.stdout
 
 
-def test_tokens_create_list_and_revoke(db: str) -> None:
+def test_tokens_create_list_and_revoke(db: str, tmp_path: Path) -> None:
     made = _create_token(db, "events:read", "events:write")
+    # The command started the `q` indexer by writing: stopped at exit, not killed halfway
+    # through making its file.
+    assert not [p.name for p in tmp_path.iterdir() if ".new" in p.name]
     assert str(made["token"]).startswith("als_")
     assert made["tenant"] == "acme"
     assert made["scopes"] == ["events:read", "events:write"]
@@ -76,6 +80,8 @@ def test_expiring_token_and_bad_input_are_one_clear_sentence(db: str) -> None:
         "--json",
     )
     assert json.loads(made.stdout)["expires_at"] is not None
+    create_acme = ["tokens", "create", "--database-url", db, "--tenant", "acme"]
+    create_acme += ["--scope", "events:read"]
     for args in (
         ["tokens", "create", "--database-url", db, "--tenant", "acme", "--scope", "nope"],
         ["tokens", "create", "--database-url", db, "--tenant", "a b", "--scope", "events:read"],
@@ -92,24 +98,51 @@ def test_expiring_token_and_bad_input_are_one_clear_sentence(db: str) -> None:
             "soon",
         ],
         ["tokens", "revoke", "--database-url", db, "tok_missing"],
+        [*create_acme, "--expires-in", "99999999999d"],
+        [*create_acme, "--expires-in", "3000000d"],
         ["export", "--database-url", db, "--tenant", "acme", "--since", "yesterday"],
         ["tokens", "list", "--database-url", "postgresql://nobody@127.0.0.1:1/none"],
     ):
         done = run_audit(*args)
         assert done.returncode != 0, args
         assert "Traceback" not in done.stderr + done.stdout
-        # click's own usage lines may come first; the error itself is one line.
-        assert done.stderr.strip().splitlines()[-1].startswith("Error: "), done.stderr
+        # click's own usage lines may come first; the error itself is one line, a
+        # sentence rather than an exception's class.
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("Error: "), done.stderr
+        assert not re.match(r"Error: \w+(Error|Exception):", last), last
 
 
 def test_reading_commands_refuse_a_missing_sqlite_file(tmp_path: Path) -> None:
     missing = tmp_path / "nothing-here.db"
-    for args in (["verify"], ["tokens", "list"], ["export", "--tenant", "acme"]):
+    for args in (
+        ["verify"],
+        ["tokens", "list"],
+        ["export", "--tenant", "acme"],
+        ["tokens", "revoke", "tok_x"],  # a file not there holds no token to revoke
+    ):
         done = run_audit(*args, "--database-url", f"sqlite:///{missing}")
         assert done.returncode != 0
         assert "no database" in done.stderr
         assert "Traceback" not in done.stderr
-    assert not missing.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_database_url_that_cannot_serve_is_one_sentence_naming_why(tmp_path: Path) -> None:
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a database\n" * 100)
+    for url, said in (
+        ("garbage", "the database URL is not a URL"),
+        ("mysql://someone:secret@db/audit", "unsupported database URL scheme 'mysql'"),
+        (f"sqlite:///{text_file}", "the file named as the SQLite database is not one"),
+        (f"sqlite:///{tmp_path}", "the SQLite database file cannot be opened"),
+    ):
+        done = run_audit("verify", "--database-url", url)
+        assert done.returncode == 1, url
+        assert done.stderr.strip() == f"Error: {said}" or done.stderr.strip().startswith(
+            f"Error: {said}:"
+        ), done.stderr
+        assert "secret" not in done.stderr
 
 
 def test_export_and_verify(db: str, tmp_path: Path) -> None:
@@ -213,3 +246,17 @@ def test_a_bad_setting_is_one_sentence(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "Error: AUDIT_MAX_BODY_BYTES='lots' is not a valid value"
+
+
+def test_a_signing_key_that_cannot_be_read_is_one_sentence(tmp_path: Path) -> None:
+    done = run_audit(
+        "serve",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'k.db'}",
+        "--port",
+        "0",
+        env={"AUDIT_SIGNING_KEY": "not base64!"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == "Error: AUDIT_SIGNING_KEY is not base64"
+    assert "als_" not in done.stdout

@@ -12,10 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from audit.settings import SettingsError
 from audit.verify.note import format_vkey, sign_note
 
 
-class SigningKeyError(Exception):
+class SigningKeyError(SettingsError):
     """The configured key cannot be read or made; the message says what to fix."""
 
 

@@ -15,11 +15,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from audit.adapters.files import OWNER_ONLY, create_owner_only
 from audit.adapters.sql.search_index import attach_search_index
 from audit.domain.errors import StorageUnavailable
+from audit.settings import SettingsError
 
 # Execution option a unit of work sets on its Connection: on SQLite a writer begins
 # with BEGIN IMMEDIATE, so writers queue on the busy timeout rather than failing later.
@@ -36,6 +37,20 @@ _SQLITE_SCHEMES = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_SCHEMES = {"postgresql", "postgres", "postgresql+psycopg"}
 
 
+class DatabaseUrlError(SettingsError, ValueError):
+    """A database URL this service cannot use (a ValueError, as it always was)."""
+
+
+def _url(url: str) -> URL:
+    try:
+        return make_url(url)
+    except ArgumentError:  # the URL is not quoted back: it may hold a password
+        raise DatabaseUrlError(
+            "the database URL is not a URL: use sqlite:///path/to/file.db or "
+            "postgresql://user@host/db"
+        ) from None
+
+
 def parse_database_url(url: str) -> URL:
     """The SQLAlchemy URL for a database URL this service accepts, or ValueError.
 
@@ -43,15 +58,17 @@ def parse_database_url(url: str) -> URL:
     SQLite database is one per connection, which a pool of connections cannot share
     (use the `memory://` storage instead).
     """
-    parsed = make_url(url)
+    parsed = _url(url)
     if parsed.drivername in _POSTGRES_SCHEMES:
         return parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername in _SQLITE_SCHEMES:
         database = parsed.database or ""
         if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
-            raise ValueError("an SQLite database URL must name a file: sqlite:///path/to/audit.db")
+            raise DatabaseUrlError(
+                "an SQLite database URL must name a file: sqlite:///path/to/audit.db"
+            )
         return parsed
-    raise ValueError(
+    raise DatabaseUrlError(
         f"unsupported database URL scheme {parsed.drivername!r}: "
         "use sqlite:///path/to/file.db or postgresql://user@host/db"
     )
@@ -59,7 +76,7 @@ def parse_database_url(url: str) -> URL:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a `sqlite:///PATH` URL; None for any other database."""
-    parsed = make_url(url)
+    parsed = _url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database)
@@ -304,7 +321,9 @@ def _readable(fd: int) -> bool:
 _SQLITE_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED
 _SQLITE_FULL = 13
 _SQLITE_READONLY = 8
-_SQLITE_UNREACHABLE = {7, 10, 14, 15}  # NOMEM, IOERR, CANTOPEN, PROTOCOL
+_SQLITE_UNREACHABLE = {7, 10, 15}  # NOMEM, IOERR, PROTOCOL
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
 
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 _PG_BUSY = {"40001", "40P01", "55P03", "57014"}  # serialization, deadlock, lock/statement timeout
@@ -316,6 +335,8 @@ _BUSY = ("the database is busy with other writers; try again", 1, "busy")
 _FULL = ("the database's disk is full", 30, "disk_full")
 _READ_ONLY = ("the database is read-only", 30, "read_only")
 _UNREACHABLE = ("the database cannot be reached", 5, "unreachable")
+_CANTOPEN = ("the SQLite database file cannot be opened", 5, "unreachable")
+_NOTADB = ("the file named as the SQLite database is not one", 5, "unreachable")
 
 
 def storage_unavailable(
@@ -337,6 +358,10 @@ def storage_unavailable(
             reason = _READ_ONLY
         elif primary in _SQLITE_UNREACHABLE:
             reason = _UNREACHABLE
+        elif primary == _SQLITE_CANTOPEN:
+            reason = _CANTOPEN
+        elif primary == _SQLITE_NOTADB:
+            reason = _NOTADB
     else:
         state = getattr(error, "sqlstate", None)
         if isinstance(state, str):

@@ -32,6 +32,7 @@ others' private state.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import logging
@@ -572,9 +573,14 @@ def wait_until_indexed(database: str, timeout_s: float = 10.0) -> None:
 
 
 def stop_indexers() -> None:
-    """Stop every indexer thread of this process (tests, between databases)."""
+    """Stop every indexer thread of this process (tests, between databases; and at exit,
+    so a command that wrote once, `audit tokens create` say, never leaves the thread
+    killed halfway through making its file)."""
     with _indexers_lock:
         stopping = list(_indexers.values())
         _indexers.clear()
     for indexer in stopping:
         indexer.stop()
+
+
+atexit.register(stop_indexers)

@@ -53,9 +53,10 @@ def _settings(database_url: str | None) -> Settings:
     return Settings.from_env(database_url=database_url)
 
 
-def _for_writing(settings: Settings) -> Container:
-    """A container over a store whose schema is brought up to date first."""
-    container = build_container(settings)
+def _for_writing(settings: Settings, existing: bool = False) -> Container:
+    """A container over a store whose schema is brought up to date first (`existing`: a
+    SQLite file that must be there already, as for _for_reading)."""
+    container = _for_reading(settings) if existing else build_container(settings)
     container.upgrade_schema()
     return container
 
@@ -159,8 +160,15 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 def _parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match or int(match[1]) == 0:
-        raise click.BadParameter("use a whole number and a unit: 90s, 15m, 12h, 30d")
-    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+        raise click.BadParameter(
+            "use a whole number and a unit: 90s, 15m, 12h, 30d", param_hint="'--expires-in'"
+        )
+    try:
+        return timedelta(**{_UNITS[match[2]]: int(match[1])})
+    except OverflowError:
+        raise click.BadParameter(
+            "is longer than any token can live", param_hint="'--expires-in'"
+        ) from None
 
 
 @tokens.command("create", cls=OperatorCommand)
@@ -183,7 +191,12 @@ def tokens_create(
     name, parsed_scopes, _ = parse_token_request({"name": name, "scopes": list(scopes)})
     lifetime = None if expires_in is None else _parse_duration(expires_in)
     container = _for_writing(_settings(database_url))
-    expires_at = None if lifetime is None else container.clock().now() + lifetime
+    try:
+        expires_at = None if lifetime is None else container.clock().now() + lifetime
+    except OverflowError:  # beyond year 9999
+        raise click.BadParameter(
+            "is longer than any token can live", param_hint="'--expires-in'"
+        ) from None
     issued = container.issue_token()(tenant, name, parsed_scopes, expires_at)
     if as_json:
         click.echo(orjson.dumps(token_document(issued.token, issued.secret)))
@@ -216,7 +229,8 @@ def tokens_list(database_url: str | None, tenant: str | None, as_json: bool) -> 
 @click.argument("token_id")
 def tokens_revoke(database_url: str | None, token_id: str) -> None:
     """Revoke a token: it fails with 401 from now on."""
-    token = _for_writing(_settings(database_url)).revoke_token()(None, token_id)
+    # A file not there holds no token: said so, rather than made empty.
+    token = _for_writing(_settings(database_url), existing=True).revoke_token()(None, token_id)
     click.echo(f"revoked {token.id} ({token.tenant}/{token.name})")
 
 
