@@ -8,7 +8,7 @@ from typing import TypeVar
 import attrs
 
 from audit.application.ports import CheckpointSink, EventRepository, Signer, UnitOfWorkFactory
-from audit.domain.errors import InvalidParameter, NotFound
+from audit.domain.errors import InvalidParameter, LogDamaged, NotFound
 from audit.domain.tree import Coord, event_leaf
 from audit.verify.merkle import (
     EMPTY_ROOT,
@@ -39,7 +39,16 @@ class _Known:
         self._hashes = hashes
 
     def subtree(self, level: int, index: int) -> bytes:
-        return self._hashes[(level, index)]
+        try:
+            return self._hashes[(level, index)]
+        except KeyError:
+            if level == 0:
+                missing = f"the event of seq {index + 1}"
+            else:
+                missing = f"the tree's stored subtree ({level}, {index})"
+            raise LogDamaged(
+                f"{missing} is missing: rows were removed outside the service"
+            ) from None
 
 
 def read_tree(events: EventRepository, tenant: str, compute: Callable[[SubtreeSource], T]) -> T:

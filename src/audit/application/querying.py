@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import attrs
 import orjson
@@ -146,13 +147,22 @@ class VerifyChain:
         events = _ascending(self._uow, tenant, EventFilter(), stored_head.seq)
         if progress is not None:
             events = _reporting(events, progress)
-        report = verify_chain(orjson.loads(e.json) for e in events)
+        unreadable: list[int] = []
+        report = verify_chain(_documents(events, unreadable))
         if not report.valid:
             return ChainReport(
                 False,
                 report.checked,
                 first_invalid_seq=report.first_invalid_seq,
                 reason=report.reason,
+            )
+        if unreadable:
+            return ChainReport(
+                False,
+                report.checked,
+                first_invalid_seq=unreadable[0],
+                reason=f"the stored event of seq {unreadable[0]} cannot be read: its row was "
+                "edited outside the service",
             )
         if stored_head.seq > report.checked:
             missing = report.checked + 1
@@ -166,6 +176,17 @@ class VerifyChain:
         return ChainReport(
             True, report.checked, head=ChainHead(head.seq, head.hash) if head else None
         )
+
+
+def _documents(events: Iterator[EventJson], unreadable: list[int]) -> Iterator[Any]:
+    """Each event's document, until one whose stored text is not JSON (its seq is noted
+    in `unreadable`): the chain is checked up to there."""
+    for event in events:
+        try:
+            yield orjson.loads(event.json)
+        except orjson.JSONDecodeError:
+            unreadable.append(event.seq)
+            return
 
 
 def _reporting(events: Iterator[EventJson], progress: Callable[[int], None]) -> Iterator[EventJson]:

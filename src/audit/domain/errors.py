@@ -82,6 +82,14 @@ class StorageUnavailable(AuditError):
         self.reason = reason if reason in self.REASONS else "unavailable"
 
 
+class LogDamaged(AuditError):
+    """The stored log was changed outside the service (a row removed, or edited into
+    something that cannot be read) so that the answer cannot be made: nothing is signed
+    or served from it. `audit verify` names the first broken seq."""
+
+    code = "log_damaged"
+
+
 class SigningKeyChanged(AuditError):
     """The store's log was signed with another key than the one configured."""
 

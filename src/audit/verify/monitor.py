@@ -121,7 +121,10 @@ class LogClient:
             with self._opener.open(request, timeout=self._timeout) as response:
                 body: bytes = response.read(_MAX_ANSWER_BYTES + 1)
         except urllib.error.HTTPError as exc:
-            raise CannotCheck(_http_problem(where, exc)) from None
+            problem, code = _http_problem(where, exc)
+            if code == _LOG_DAMAGED:
+                raise MonitorFailure(problem) from None
+            raise CannotCheck(problem) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CannotCheck(f"cannot reach {where}: {reason}") from None
@@ -133,17 +136,27 @@ class LogClient:
             raise CannotCheck(f"{where} answered text that is not UTF-8") from None
 
 
-def _http_problem(where: str, error: urllib.error.HTTPError) -> str:
+# The service's answer when its own stored log was changed behind its back (a row removed
+# or made unreadable): a failure of the log, not of the check.
+_LOG_DAMAGED = "log_damaged"
+
+
+def _http_problem(where: str, error: urllib.error.HTTPError) -> tuple[str, str | None]:
+    """What went wrong, in a sentence, and the service's error code if it gave one."""
     message = ""
+    code = None
     with contextlib.suppress(Exception):
         body = json.loads(error.read(_MAX_ANSWER_BYTES))
         message = f": {body['error']['message']}"
+        code = str(body["error"]["code"])
+    if code == _LOG_DAMAGED:
+        return f"{where} reports its log damaged{message}", code
     if error.code in (401, 403):
-        return f"{where} refused the token (HTTP {error.code}{message})"
+        return f"{where} refused the token (HTTP {error.code}{message})", code
     if 300 <= error.code < 400:
         location = error.headers.get("Location", "elsewhere")
-        return f"{where} redirects to {location}; give that URL instead"
-    return f"{where} answered HTTP {error.code}{message}"
+        return f"{where} redirects to {location}; give that URL instead", code
+    return f"{where} answered HTTP {error.code}{message}", code
 
 
 # -- the state folder -------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import subprocess
 import threading
 from pathlib import Path
@@ -401,3 +402,43 @@ def test_verify_export_of_a_real_export(start_server: Any, tmp_path: Path) -> No
     }
     for name, (export, words) in forged.items():
         _fails(verify(f"{name}.ndjson", export), 1, "the export does not verify", words)
+
+
+def test_a_log_damaged_in_the_database_is_reported_not_signed(
+    start_server: Any, tmp_path: Path
+) -> None:
+    """Rows removed or made unreadable behind the service's back: verify names the seq,
+    the event and the checkpoint answer log_damaged (nothing signed over the hole), and
+    the monitor raises the alarm rather than saying it could not check."""
+    server = start_server()
+    token = server.bootstrap_token
+    state = tmp_path / "monitor"
+    database = sqlite_path(server.database_url)
+    post_many(server, token, 0, 10)
+    passes(monitor(server, state, token), "at size 10")
+    ninth = get(server, token, "/v1/events?order=asc&limit=10").json()["events"][8]["id"]
+
+    server.stop()
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE events SET metadata = '{not json' WHERE seq = 9")
+    verified = run_audit("verify", "--database-url", server.database_url)
+    assert verified.returncode == 1, verified.stderr
+    assert "seq 9" in verified.stdout
+    assert "cannot be read" in verified.stdout
+    assert "Traceback" not in verified.stdout + verified.stderr
+    server = start_server(server.database_url)
+    report = get(server, token, "/v1/verify").json()
+    assert (report["valid"], report["first_invalid_seq"]) == (False, 9), report
+    damaged = requests.get(f"{server.url}/v1/events/{ninth}", headers=bearer(token), timeout=10)
+    assert damaged.status_code == 500
+    assert damaged.json()["error"]["code"] == "log_damaged"
+
+    server.stop()
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM merkle_nodes")
+    server = start_server(server.database_url)
+    refused = requests.get(f"{server.url}/v1/checkpoint", headers=bearer(token), timeout=10)
+    assert refused.status_code == 500
+    assert refused.json()["error"]["code"] == "log_damaged"
+    _fails(monitor(server, state, token), 1, "ALERT", "reports its log damaged")
+    assert "log is damaged" in server.output()

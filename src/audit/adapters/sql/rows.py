@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from audit.domain.errors import LogDamaged
 from audit.domain.events import Event, Party, Source
 from audit.domain.query import search_text
 from audit.domain.time import format_micros, from_micros, to_micros
@@ -109,22 +110,27 @@ def row_event(row: Sequence[Any]) -> Event:
     # Positional arguments, in the order of the classes' fields: this runs for every event
     # read, and keywords made it a sixth slower. tests/unit/test_rows.py checks the order
     # by round-tripping an event whose fields all differ.
-    return Event(
-        event_id,
-        seq,
-        tenant,
-        action,
-        Party(actor_id, actor_type, actor_name),
-        _load_targets(targets),
-        outcome,
-        from_micros(occurred_at_us),
-        from_micros(received_at_us),
-        Source(source_ip, source_user_agent),
-        description,
-        orjson.loads(metadata),
-        prev_hash,
-        hash_,
-    )
+    try:
+        return Event(
+            event_id,
+            seq,
+            tenant,
+            action,
+            Party(actor_id, actor_type, actor_name),
+            _load_targets(targets),
+            outcome,
+            from_micros(occurred_at_us),
+            from_micros(received_at_us),
+            Source(source_ip, source_user_agent),
+            description,
+            orjson.loads(metadata),
+            prev_hash,
+            hash_,
+        )
+    except (ValueError, TypeError, KeyError, OverflowError):  # orjson's errors are ValueErrors
+        raise LogDamaged(
+            f"the stored event of seq {seq} cannot be read: its row was edited outside the service"
+        ) from None
 
 
 def row_json(row: Sequence[Any]) -> bytes:

@@ -10,6 +10,7 @@ from audit.domain.errors import (
     Conflict,
     Forbidden,
     InvalidParameter,
+    LogDamaged,
     MalformedJson,
     NotFound,
     PayloadTooLarge,
@@ -32,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     PayloadTooLarge.code: 413,
     ValidationFailed.code: 422,
     StorageUnavailable.code: 503,
+    LogDamaged.code: 500,  # the store, not the request: see LogDamaged
 }
 
 # Codes of the statuses werkzeug and Flask-HTTPAuth answer on their own.
@@ -58,6 +60,9 @@ def handle_audit_error(exc: AuditError) -> Response:
     if isinstance(exc, ValidationFailed):
         details = [problem_document(p) for p in exc.problems]
         return error_response(status, exc.code, exc.message, details=details)
+    if isinstance(exc, LogDamaged):
+        # An operator must hear of it: the log was changed behind the service's back.
+        current_app.logger.error("the stored log is damaged: %s", exc.message)
     if isinstance(exc, StorageUnavailable):
         metrics.count_storage_error(exc)
         headers = {"Retry-After": str(max(1, exc.retry_after))}

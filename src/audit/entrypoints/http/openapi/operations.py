@@ -77,6 +77,11 @@ RESPONSES: dict[str, Any] = {
         "already known to be valid is still served.",
         {"Retry-After": _RETRY_AFTER},
     ),
+    "LogDamaged": _error(
+        "`log_damaged`: the stored log was changed outside the service (a row removed, or "
+        "edited into what cannot be read), so this answer cannot be made; nothing is "
+        "signed over it. `GET /v1/verify` and `audit verify` name the first broken seq."
+    ),
     "Unavailable": _error(
         "`unavailable`: storage cannot answer now; nothing was half-written.",
         {"Retry-After": _RETRY_AFTER},
@@ -93,6 +98,7 @@ ERROR_RESPONSE_BY_STATUS = {
     "415": "UnsupportedMediaType",
     "422": "ValidationError",
     "429": "TooManyRequests",
+    "500": "LogDamaged",
     "503": "Unavailable",
 }
 
@@ -135,7 +141,8 @@ OPERATIONS: dict[str, dict[str, Any]] = {
             },
             "200": _json("A single event already stored with this content.", ref("Event")),
         },
-        "errors": ["400", "409", "413", "415", "422", "503"],
+        # 500: an id matching a stored row that was made unreadable (LogDamaged).
+        "errors": ["400", "409", "413", "415", "422", "500", "503"],
     },
     "events.list_events": {
         "summary": "A page of the tenant's events matching every filter given.",
@@ -146,7 +153,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
     "events.get_event": {
         "summary": "One event of the tenant.",
         "responses": {"200": _json("The event.", ref("Event"))},
-        "errors": ["400", "404", "503"],
+        "errors": ["400", "404", "500", "503"],
     },
     "events.export_events": {
         "summary": "Every matching event in ascending seq, streamed.",
@@ -189,7 +196,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                 "content": {CHECKPOINT_MEDIA_TYPE.split(";")[0]: {"schema": SIGNED_CHECKPOINT}},
             }
         },
-        "errors": ["400", "503"],
+        "errors": ["400", "500", "503"],
     },
     "proofs.event_proof": {
         "summary": "An inclusion proof of one event in a signed tree of the tenant's log.",
@@ -201,7 +208,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                 ref("InclusionProof"),
             )
         },
-        "errors": ["400", "404", "503"],
+        "errors": ["400", "404", "500", "503"],
     },
     "proofs.consistency": {
         "summary": "A consistency proof that the tree of size `second` extends that of `first`.",
@@ -212,7 +219,7 @@ OPERATIONS: dict[str, dict[str, Any]] = {
                 ref("ConsistencyProof"),
             )
         },
-        "errors": ["400", "503"],
+        "errors": ["400", "500", "503"],
     },
     "tokens.issue_token": {
         "summary": "Make a token in the caller's tenant; its secret is shown this once.",
