@@ -24,6 +24,9 @@ import orjson
 from gunicorn.http import errors as http_errors
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from audit.entrypoints.http.access_log import unparsed_request_record, write_stderr
+from audit.entrypoints.http.metrics import count_unparsed_request
+
 # How long a client may take to send a request's head once it started.
 HEAD_TIMEOUT = 20.0
 # A body of announced length up to this size is read before a thread gets the request;
@@ -223,13 +226,20 @@ class AuditWorker(ThreadWorker):  # type: ignore[misc]
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: Exception) -> None:
         known = next((row for row in _STATUS_OF if isinstance(exc, row[0])), None)
+        client_address = (addr or ("",))[0] or None
         if known is None:
             self.log.exception("error handling a request")
-            answer = error_bytes(500, "Internal Server Error", "internal_error", _INTERNAL)
+            status, code = 500, "internal_error"
+            answer = error_bytes(status, "Internal Server Error", code, _INTERNAL)
         else:
             # The kind of error only: its text quotes the request line, whose query string
             # may hold a secret, and whose bytes are the client's.
-            self.log.warning("invalid request from %s: %s", (addr or ("",))[0], type(exc).__name__)
+            self.log.warning("invalid request from %s: %s", client_address, type(exc).__name__)
+            status, code = known[1], known[3]
             answer = error_bytes(*known[1:])
+        # As every request the app answers: a line in the access log, and counted.
+        with contextlib.suppress(Exception):
+            write_stderr(unparsed_request_record(status, client_address, code))
+            count_unparsed_request(status)
         with contextlib.suppress(OSError):
             client.sendall(answer)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -134,6 +135,29 @@ def test_malformed_http_is_answered_in_json(start_server: Any) -> None:
         assert error["message"]
     # The server still serves afterwards.
     assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    # Each is a request as any other: counted (in whichever worker read it) and logged.
+    metrics = requests.get(
+        f"{server.url}/metrics", headers=bearer(server.bootstrap_token), timeout=10
+    ).text
+    unparsed = {
+        status: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("audit_http_requests_total{") and 'route="unparsed"' in line
+        for status in re.findall(r'status="(\d+)"', line)
+    }
+    expected = {}
+    for _, status, _ in MALFORMED:
+        expected[str(status)] = expected.get(str(status), 0) + 1
+    assert unparsed == expected, metrics
+    server.stop()
+    logged = [
+        json.loads(line)
+        for line in server.output().splitlines()
+        if line.startswith("{") and '"route":null' in line and '"error"' in line
+    ]
+    assert sorted((r["status"], r["error"]) for r in logged) == sorted(
+        (status, code) for _, status, code in MALFORMED
+    )
 
 
 def _read_responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:

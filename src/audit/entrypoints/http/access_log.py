@@ -4,7 +4,9 @@ Fields: `time` (UTC, RFC 3339), `method`, `route` (the URL rule, never the raw p
 `status`, `duration_ms`, `tenant` and `token_id` (null unless authenticated), `client`
 (the peer address), `request_id` (the client's `X-Request-Id` when it is a plain token of
 at most 128 characters, else a new one; echoed in the response), `pid` (the worker), and
-`auth` when authentication failed (`missing`, `invalid`, `throttled`). Never a token, a
+`auth` when authentication failed (`missing`, `invalid`, `throttled`); a request the
+server could not read as HTTP gets a line from the worker (unparsed_request_record), with
+`error` instead of a method and route. Never a token, a
 body, a query string or a raw path: nothing a client sends reaches the log but the method
 (one of a fixed set) and a request id of a fixed alphabet, and orjson escapes every
 control character, so no client can write a line of its own.
@@ -73,6 +75,25 @@ class _RequestIds:
 
 _new_request_id = _RequestIds()
 os.register_at_fork(after_in_child=_new_request_id.fresh)  # each worker a prefix of its own
+
+
+def unparsed_request_record(status: int, client: str | None, error: str) -> bytes:
+    """The access log's line for a request the server could not read as HTTP (the
+    worker answered it without the app): no method, route or identity to give."""
+    record = {
+        "time": format_micros(time.time_ns() // 1000)[:-4] + "Z",
+        "method": None,
+        "route": None,
+        "status": status,
+        "duration_ms": None,
+        "tenant": None,
+        "token_id": None,
+        "client": client,
+        "request_id": _new_request_id(),
+        "pid": os.getpid(),
+        "error": error,
+    }
+    return orjson.dumps(record) + b"\n"
 
 
 def _begin() -> None:

@@ -30,6 +30,7 @@ MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Methods outside this set share one label value, so clients cannot grow the label set.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"
+UNPARSED_ROUTE = "unparsed"  # not HTTP the server could read: no method or path to name
 
 REQUESTS = Counter(
     "audit_http_requests_total",
@@ -90,6 +91,11 @@ def count_ingested(created: int, duplicate: int) -> None:
 
 def count_auth_failure(reason: str) -> None:
     _auth_failures(reason).inc()
+
+
+def count_unparsed_request(status: int) -> None:
+    """A request the server could not read as HTTP, answered without the app."""
+    _requests("other", UNPARSED_ROUTE, str(status)).inc()
 
 
 def count_storage_error(error: StorageUnavailable) -> None:
