@@ -305,6 +305,15 @@ def parse_token_request(body: Any) -> tuple[str, frozenset[Scope], datetime | No
         problems.append(
             Problem(field="name", message=f"must be 1 to {TOKEN_NAME_MAX} characters long")
         )
+    elif not raw_name.isprintable():
+        # A name is shown to people, one to a line (`audit tokens list`): a newline in it
+        # could pass for a row of its own.
+        problems.append(
+            Problem(
+                field="name",
+                message="must hold printable characters only (no control or invisible ones)",
+            )
+        )
     else:
         name = raw_name
 

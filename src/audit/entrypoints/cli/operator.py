@@ -218,8 +218,11 @@ def tokens_list(database_url: str | None, tenant: str | None, as_json: bool) -> 
     now = container.clock().now()
     for token, doc in ((t, token_document(t)) for t in found):
         state = "revoked" if token.revoked_at else "active" if token.usable_at(now) else "expired"
+        # A name stored before control characters were refused is shown escaped: a row
+        # is one line.
+        name = doc["name"] if doc["name"].isprintable() else ascii(doc["name"])
         click.echo(
-            f"{doc['id']}  {doc['tenant']}  {doc['name']}  {','.join(doc['scopes'])}  {state}"
+            f"{doc['id']}  {doc['tenant']}  {name}  {','.join(doc['scopes'])}  {state}"
             f"  expires={doc['expires_at'] or 'never'}"
         )
 

@@ -187,7 +187,10 @@ def _event_schemas() -> dict[str, Schema]:
 
 _TOKEN_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string"},
-    "name": _text(TOKEN_NAME_MAX),
+    "name": {
+        **_text(TOKEN_NAME_MAX),
+        "description": "For people: printable characters only, no control or invisible ones.",
+    },
     "tenant": {"type": "string", "pattern": TENANT_PATTERN},
     "scopes": {"type": "array", "items": _SCOPE},
     "created_at": TIME_OUT,
