@@ -61,8 +61,7 @@ def verify_token(
             principal, epoch = kept
             setattr(g, UNCHECKED_EPOCH, epoch)
             return principal
-    if not authenticate.knows(token):
-        _hold_off_if_over_limit(throttle)
+    _hold_off_if_over_limit(throttle, spared=functools.partial(authenticate.knows, token))
     return authenticate(token)
 
 
@@ -99,9 +98,13 @@ def check_revocation(authenticate: Authenticate = Provide[Container.authenticate
         abort(auth.auth_error_callback(401))
 
 
-def _hold_off_if_over_limit(throttle: FailureThrottle) -> None:
+def _hold_off_if_over_limit(
+    throttle: FailureThrottle, spared: Callable[[], bool] | None = None
+) -> None:
+    # `spared` (is the token known?) only once the address is held off: a request that
+    # is not pays nothing for it.
     wait = throttle.retry_after(client_address())
-    if wait is not None:
+    if wait is not None and not (spared is not None and spared()):
         g.setdefault(AUTH_FAILURE, "throttled")
         metrics.count_auth_failure("throttled")
         raise TooManyRequests(

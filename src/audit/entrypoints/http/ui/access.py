@@ -137,11 +137,10 @@ def _sign_in_with(
     """The token's principal; None when refused; the seconds to wait when the address is
     held off. The API's throttle: guessing through this form is no cheaper than there."""
     address = client_address()
-    if not authenticate.knows(token):
-        wait = throttle.retry_after(address)
-        if wait is not None:
-            _failed_sign_in("throttled")
-            return wait
+    wait = throttle.retry_after(address)
+    if wait is not None and not authenticate.knows(token):
+        _failed_sign_in("throttled")
+        return wait
     principal = authenticate(token) if 0 < len(token) <= _TOKEN_MAX else None
     if principal is None:
         _failed_sign_in("invalid")
