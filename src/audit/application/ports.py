@@ -106,6 +106,20 @@ class RevocationEpoch(Protocol):
         ...
 
 
+class KnownTokens(Protocol):
+    """Tokens accepted lately by any process of this server, by the hash of their secret:
+    only a hint, which lets a throttled address's request through to authentication."""
+
+    def note(self, secret_hash: str, until: datetime) -> None:
+        """Note that the token of `secret_hash` was accepted, and counts as known until
+        `until`. Never raises: a hint that cannot be noted is lost."""
+        ...
+
+    def knows(self, secret_hash: str, at: datetime) -> bool:
+        """Whether that token was noted as known at `at`, by any process. Never raises."""
+        ...
+
+
 class SigningKeyRecord(Protocol):
     """The verifier key a store's checkpoints are signed with, as the store recorded it."""
 
