@@ -6,6 +6,7 @@ from dependency_injector import containers, providers
 
 from audit.adapters.checkpoints import checkpoint_sink as make_checkpoint_sink
 from audit.adapters.clock import SystemClock
+from audit.adapters.known_tokens import shared_known_tokens
 from audit.adapters.memory import (
     InMemoryRevocationEpoch,
     InMemorySigningKeyRecord,
@@ -127,10 +128,16 @@ class Container(containers.DeclarativeContainer):
         sql=sql_revocation_epoch,
     )
     # Per process: the principals it has found, the uses it has yet to write, the
-    # addresses it holds off.
+    # addresses it holds off. Shared by a server's processes: the tokens they accepted.
     token_uses = providers.Singleton(TokenUses, uow=uow)
+    known_tokens = providers.Singleton(shared_known_tokens, config.known_tokens_file)
     authenticate = providers.Singleton(
-        Authenticate, uow=uow, clock=clock, epoch=revocation_epoch, uses=token_uses
+        Authenticate,
+        uow=uow,
+        clock=clock,
+        epoch=revocation_epoch,
+        uses=token_uses,
+        shared=known_tokens,
     )
     auth_throttle = providers.Singleton(FailureThrottle, limit=config.auth_failure_limit)
     issue_token = providers.Factory(IssueToken, uow=uow, clock=clock)

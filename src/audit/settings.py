@@ -88,6 +88,10 @@ class Settings:
     # that writes for the server (adapters/writer.py). None: each process commits its own
     # requests.
     writer_socket: str | None = None
+    # Set by `audit serve`, not by the environment: the file where its workers note the
+    # tokens they accepted (adapters/known_tokens.py), which the throttle spares on every
+    # worker. None: each process spares the tokens it accepted itself.
+    known_tokens_file: str | None = None
     # Set by `audit serve` to its threads per worker: the database connections a process
     # keeps. Fewer than the threads reading at once, and PostgreSQL connections were
     # closed and opened again under load (bench/README.md).

@@ -19,6 +19,7 @@ from audit.adapters.memory import (
 )
 from audit.application.authentication import (
     CACHE_TTL_S,
+    KNOWN_FOR,
     Authenticate,
     FailureThrottle,
     TokenUses,
@@ -490,6 +491,71 @@ def test_the_kept_principals_are_bounded(
     for issued in tokens:
         assert authenticate(issued.secret) is not None
     assert [authenticate.knows(t.secret) for t in tokens] == [False, False, True, True, True]
+
+
+class SharedHints:
+    """KnownTokens in memory: what every process of a server would see in its file."""
+
+    def __init__(self) -> None:
+        self.until: dict[str, datetime] = {}
+        self.notes = 0
+
+    def note(self, secret_hash: str, until: datetime) -> None:
+        self.notes += 1
+        self.until[secret_hash] = until
+
+    def knows(self, secret_hash: str, at: datetime) -> bool:
+        return secret_hash in self.until and at < self.until[secret_hash]
+
+
+def workers(
+    store: InMemoryStore, clock: FixedClock, shared: SharedHints
+) -> list[tuple[Authenticate, CountingStorage]]:
+    """Two processes' Authenticate over one store and one KnownTokens."""
+    made = []
+    for _ in range(2):
+        storage = CountingStorage(store)
+        made.append(
+            (Authenticate(storage, clock, InMemoryRevocationEpoch(storage), shared=shared), storage)
+        )
+    return made
+
+
+def test_a_token_one_process_accepted_is_known_to_every_other(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    shared = SharedHints()
+    (first, _), (second, storage) = workers(store, clock, shared)
+    assert not second.knows(issued.secret)
+    assert first(issued.secret) is not None
+    assert second.knows(issued.secret)
+    assert not second.knows("als_" + "A" * 43)
+    assert storage.opened == 0  # knowing asks no storage
+    # Noted once a load, not once a call.
+    for _ in range(20):
+        assert first(issued.secret) is not None
+    assert shared.notes == 1
+    # Known for an hour after its last acceptance, and never past its expiry.
+    clock.advance(KNOWN_FOR)
+    assert not second.knows(issued.secret)
+    expiring = issue("acme", "short", READ, expires_at=clock.now() + timedelta(seconds=5))
+    assert first(expiring.secret) is not None
+    assert second.knows(expiring.secret)
+    clock.advance(timedelta(seconds=5))
+    assert not second.knows(expiring.secret)
+
+
+def test_a_revoked_token_known_to_every_process_is_still_refused(
+    issue: IssueToken, clock: FixedClock, store: InMemoryStore
+) -> None:
+    issued = issue("acme", "ci", READ)
+    (first, _), (second, _) = workers(store, clock, SharedHints())
+    assert first(issued.secret) is not None
+    RevokeToken(InMemoryUnitOfWorkFactory(store), clock)("acme", issued.token.id)
+    assert second.knows(issued.secret)  # a hint only: it lets the request be heard
+    assert second(issued.secret) is None
+    assert first(issued.secret) is None
 
 
 # --- FailureThrottle -------------------------------------------------------------------------

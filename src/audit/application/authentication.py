@@ -2,7 +2,9 @@
 
 Three parts, each per process: `Authenticate` keeps the principals it has found,
 `TokenUses` records when tokens were last used off the request path, and `FailureThrottle`
-holds off a client address that keeps failing to authenticate.
+holds off a client address that keeps failing to authenticate. What `Authenticate`
+accepted is also noted where every process of the server can see it (KnownTokens), so
+that a held-off address keeps the use of its valid tokens on every worker.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from audit.application.ports import Clock, RevocationEpoch, UnitOfWorkFactory
+from audit.application.ports import Clock, KnownTokens, RevocationEpoch, UnitOfWorkFactory
 from audit.domain.tokens import TOKEN_PREFIX, Principal, Token, hash_secret
 
 logger = logging.getLogger(__name__)
@@ -29,6 +31,9 @@ CACHE_TTL_S = 30.0
 CACHE_MAX_ENTRIES = 10_000
 # Recording every use would turn each read into a write; a minute's precision is enough.
 LAST_USED_PRECISION = timedelta(seconds=60)
+# How long a token accepted counts as known to every process (KnownTokens). A token in
+# use is noted again at each reload (CACHE_TTL_S), so this is the time since its last use.
+KNOWN_FOR = timedelta(hours=1)
 
 
 @attrs.frozen
@@ -55,6 +60,9 @@ class Authenticate:
 
     Secrets without the token prefix, and unknown ones, are never kept: each costs a
     lookup (and the edge throttles a client address that sends many).
+
+    `shared`: where a token found valid is also noted (at each load, not each call), for
+    `knows()` in every process of the server; None: each process knows its own.
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class Authenticate:
         clock: Clock,
         epoch: RevocationEpoch,
         uses: TokenUses | None = None,
+        shared: KnownTokens | None = None,
         ttl_s: float = CACHE_TTL_S,
         max_entries: int = CACHE_MAX_ENTRIES,
         monotonic: Callable[[], float] = time.monotonic,
@@ -71,6 +80,7 @@ class Authenticate:
         self._clock = clock
         self._epoch = epoch
         self._uses = uses
+        self._shared = shared
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._monotonic = monotonic
@@ -116,13 +126,16 @@ class Authenticate:
         return known.principal, known.epoch
 
     def knows(self, secret: str) -> bool:
-        """Whether `secret` was found valid by this process and has not expired since,
-        asking no storage. Not a decision (a call still checks the epoch): it tells a
-        client in use from a stranger, so holding off an address spares its known tokens."""
-        known = self._known.get(hash_secret(secret))
-        return known is not None and (
-            known.expires_at is None or self._clock.now() < known.expires_at
-        )
+        """Whether `secret` was found valid by this process and has not expired since, or
+        by any process of the server within KNOWN_FOR (`shared`), asking no storage. Not a
+        decision (a call still checks hash, expiry and epoch): it tells a client in use
+        from a stranger, so holding off an address spares its known tokens."""
+        secret_hash = hash_secret(secret)
+        now = self._clock.now()
+        known = self._known.get(secret_hash)
+        if known is not None:
+            return known.expires_at is None or now < known.expires_at
+        return self._shared is not None and self._shared.knows(secret_hash, now)
 
     def _load(self, secret: str, secret_hash: str, epoch: int) -> _Known | None:
         with self._uow() as uow:
@@ -135,6 +148,11 @@ class Authenticate:
                 del self._known[next(iter(self._known))]  # the oldest loaded
             known = _Known(_principal(token), token.expires_at, epoch, self._monotonic())
             self._known[secret_hash] = known
+        if self._shared is not None:
+            until = self._clock.now() + KNOWN_FOR
+            if token.expires_at is not None:
+                until = min(until, token.expires_at)
+            self._shared.note(secret_hash, until)
         return known
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import os
 import resource
 import shutil
@@ -24,6 +25,8 @@ from audit.adapters.writer import listen
 from audit.adapters.writer import serve as writer_serve
 from audit.container import build_container
 from audit.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 10_000
 
@@ -199,6 +202,21 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
         # would fight over it, and nothing here uses it.
         "control_socket_disable": True,
     }
+    known_tokens_dir = None
+    if settings.auth_failure_limit > 0:
+        # Where the workers note the tokens they accept, so that an address they hold off
+        # keeps the use of its tokens on all of them (adapters/known_tokens.py).
+        try:
+            known_tokens_dir = tempfile.mkdtemp(prefix="audit-tokens-")
+        except OSError as exc:
+            logger.warning(
+                "no folder for the tokens in use (%s): a throttled address's token passes "
+                "only on a worker that accepted it",
+                exc,
+            )
+        else:
+            known_tokens_file = os.path.join(known_tokens_dir, "known-tokens")
+            settings = attrs.evolve(settings, known_tokens_file=known_tokens_file)
     if settings.metrics_dir is not None:
         # A dead worker's gauges leave the sum (with no folder there is nothing to mark).
         options["child_exit"] = _mark_worker_dead
@@ -214,5 +232,7 @@ def run_server(settings: Settings, host: str, port: int, workers: int, threads: 
         # A worker leaves through this frame too (its SystemExit unwinds the forked
         # stack): only the master removes the folder, or a worker stopping first would
         # pull it from under the others (seen: a worker still booting failed, exit 3).
-        if metrics_dir and os.getpid() == master:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+        if os.getpid() == master:
+            for folder in (metrics_dir, known_tokens_dir):
+                if folder:
+                    shutil.rmtree(folder, ignore_errors=True)

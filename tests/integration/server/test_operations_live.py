@@ -8,16 +8,24 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import requests
-from tests.integration.server.support import bearer, event, run_audit, sqlite_path
+from tests.integration.server.support import (
+    bearer,
+    event,
+    run_audit,
+    server_env,
+    sqlite_path,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("server")]
 
@@ -363,6 +371,57 @@ def test_failed_authentication_holds_an_address_off_but_not_its_tokens(
         sample(metrics, "audit_auth_failures_total", reason="throttled") == statuses.count(429) + 8
     )
     assert sample(metrics, "audit_auth_failures_total", reason="invalid") == statuses.count(401)
+
+
+def test_a_token_one_worker_accepted_passes_the_throttle_on_every_worker(
+    start_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limit = 5
+    monkeypatch.setenv("AUDIT_AUTH_FAILURE_LIMIT", str(limit))
+    folders = Path(server_env()["TMPDIR"])
+    before = set(folders.glob("audit-tokens-*"))
+    server = start_server(workers=2)
+    token = server.bootstrap_token
+    # Three uses on one kept-alive connection: one worker has accepted the token, the
+    # other has never seen it.
+    with requests.Session() as session:
+        for n in range(3):
+            headers = {**bearer(token), "X-Request-Id": f"first-{n}"}
+            used = session.get(f"{server.url}/v1/events", headers=headers, timeout=TIMEOUT)
+            assert used.status_code == 200
+    accepting = {r["pid"] for r in by_request_id(server, "first", 3)}
+    assert len(accepting) == 1
+
+    guessed: list[int] = []
+    for round_ in range(10):  # until both workers hold the address off
+        guessed += spread(server, "/v1/events", "als_guess", f"guess{round_}", 10)
+        held = [r for r in access_log(server) if r["request_id"].startswith("guess")]
+        if served_by_both_workers([r for r in held if r["status"] == 429]):
+            break
+    else:
+        pytest.fail(f"both workers never held the address off: {guessed}")
+    assert set(guessed) == {401, 429}
+
+    # The token, on new connections, until the worker that had never seen it answered.
+    statuses: list[int] = []
+    for n in range(40):
+        statuses.append(get(server, "/v1/events", token, f"good-{n}").status_code)
+        if {r["pid"] for r in by_request_id(server, "good", n + 1)} - accepting:
+            break
+    assert statuses == [200] * len(statuses)
+    assert {r["pid"] for r in by_request_id(server, "good", len(statuses))} - accepting, (
+        "every request went to the worker that had accepted the token"
+    )
+    # Guesses and requests without a token are still held off, by every worker.
+    assert spread(server, "/v1/events", "als_guess", "again", 10) == [429] * 10
+    assert served_by_both_workers(by_request_id(server, "again", 10))
+    assert get(server, "/v1/events", None, "no-token").status_code == 429
+    # What the workers share: one owner-only file in a folder of the server's own, which
+    # goes when the server does.
+    (folder,) = set(folders.glob("audit-tokens-*")) - before
+    assert stat.S_IMODE((folder / "known-tokens").stat().st_mode) == 0o600
+    server.stop()
+    assert not folder.exists()
 
 
 @contextlib.contextmanager

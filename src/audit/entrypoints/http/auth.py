@@ -3,8 +3,8 @@
 Views are protected with `require(scope)`, which is `auth.login_required(role=scope)` and
 also records the scope on the view so the OpenAPI document states what each route needs.
 A refused token is counted, noted for the access log, and charged to the client address;
-an address over its limit is answered 429 unheard, unless it brings a token this
-process already knows to be valid (so one misconfigured client behind a shared address
+an address over its limit is answered 429 unheard, unless it brings a token a process of
+this server already found valid (so one misconfigured client behind a shared address
 cannot cut off the others).
 """
 
