@@ -413,8 +413,12 @@ def test_a_token_one_worker_accepted_passes_the_throttle_on_every_worker(
         "every request went to the worker that had accepted the token"
     )
     # Guesses and requests without a token are still held off, by every worker.
-    assert spread(server, "/v1/events", "als_guess", "again", 10) == [429] * 10
-    assert served_by_both_workers(by_request_id(server, "again", 10))
+    for round_ in range(5):
+        assert spread(server, "/v1/events", "als_guess", f"again{round_}", 10) == [429] * 10
+        if served_by_both_workers(by_request_id(server, f"again{round_}", 10)):
+            break
+    else:
+        pytest.fail("5 rounds of 10 guesses never reached both workers")
     assert get(server, "/v1/events", None, "no-token").status_code == 429
     # What the workers share: one owner-only file in a folder of the server's own, which
     # goes when the server does.
