@@ -151,6 +151,9 @@ def test_export_and_verify(db: str, tmp_path: Path) -> None:
     from audit.settings import Settings
 
     _create_token(db, "events:read")  # creates the schema
+    nothing = run_audit("verify", "--database-url", db)
+    assert nothing.returncode == 0
+    assert nothing.stdout.strip() == "no tenant has events yet: nothing to verify"
     container = build_container(Settings(database_url=db))
     container.record_events()(
         "acme",
@@ -173,6 +176,7 @@ def test_export_and_verify(db: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seq"] for e in lines] == list(range(1, 26))
+    assert out.stat().st_mode & 0o777 == 0o600  # the log's content, as the log's files
     assert lines[0]["actor"]["name"] == "Zoë"
 
     filtered = run_audit(

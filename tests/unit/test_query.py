@@ -227,6 +227,12 @@ def test_a_deeply_nested_cursor_is_an_invalid_parameter() -> None:
         decode_cursor(_b64(b"[" * 100_000), "asc")
 
 
+@pytest.mark.parametrize("action", ["a*b", "*doc", "**", "document.**"])
+def test_an_action_with_a_star_before_its_end_is_an_invalid_parameter(action: str) -> None:
+    with pytest.raises(InvalidParameter, match="nowhere else"):
+        parse_filter({"action": action})
+
+
 @pytest.mark.parametrize(
     ("bound", "kept"),
     [

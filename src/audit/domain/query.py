@@ -58,6 +58,9 @@ def parse_filter(params: dict[str, str | None]) -> EventFilter:
         raise InvalidParameter(f"outcome must be one of {', '.join(OUTCOMES)}")
     action: str | None = values.get("action")
     prefix = None
+    if action is not None and "*" in action[:-1]:
+        # No action holds a `*`: a filter with one elsewhere could never match.
+        raise InvalidParameter("action may end in * (a prefix, as document.*), nowhere else")
     if action is not None and action.endswith("*"):
         prefix = action[:-1]
         action = None

@@ -4,6 +4,7 @@ logs. They need the `[server]` extra; `audit` imports this module only to run on
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import sys
@@ -272,6 +273,8 @@ def verify(database_url: str | None, tenant: str | None) -> None:
         # A typo must never read as a passed check.
         raise ExitTwo(f"no such tenant {tenant!r}: it has neither events nor tokens")
     tenants = [tenant] if tenant else known
+    if not tenants:
+        click.echo("no tenant has events yet: nothing to verify")
     broken = False
     for name in tenants:
         with _progress(f"verifying {name}", container.log_head()(name).seq) as advance:
@@ -323,19 +326,43 @@ def checkpoint(database_url: str | None, tenant: str | None) -> None:
 @click.option("--since", help="RFC 3339, inclusive.")
 @click.option("--until", help="RFC 3339, exclusive.")
 @click.option("--q", help="Case-insensitive text in description, metadata or names.")
-@click.option("-o", "--output", type=click.File("wb"), default="-", help="File (default stdout).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    default="-",
+    help="File (default stdout); a new one is readable by its owner only.",
+)
 def export(
-    database_url: str | None, tenant: str, fmt: str, output: Any, **filters: str | None
+    database_url: str | None, tenant: str, fmt: str, output: str, **filters: str | None
 ) -> None:
     """Export a tenant's events in ascending seq, as NDJSON or CSV."""
     where = parse_filter(dict(filters))
     container = _for_reading(_settings(database_url))
     _, render = EXPORT_FORMATS[fmt]
     events = container.export_events()(tenant, where)
-    with _progress("exporting", container.log_head()(tenant).seq) as advance:
+    with (
+        _written(output) as out,
+        _progress("exporting", container.log_head()(tenant).seq) as advance,
+    ):
         for chunk in render(_advancing(events, advance)):
-            output.write(chunk)
-    output.flush()
+            out.write(chunk)
+        out.flush()
+
+
+@contextlib.contextmanager
+def _written(path: str) -> Iterator[Any]:
+    """Standard output for "-"; else the file, made owner-only (0600) as every file of
+    the service's log is: an export is the log's content."""
+    if path == "-":
+        yield sys.stdout.buffer
+        return
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
+    with os.fdopen(descriptor, "wb") as out:
+        yield out
 
 
 @click.command(cls=OperatorCommand)
