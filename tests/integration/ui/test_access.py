@@ -193,13 +193,29 @@ def test_the_root_leads_to_the_viewer(client: FlaskClient) -> None:
     assert response.headers["Location"] == "/ui/"
 
 
-def test_the_static_files_ship_with_the_package(client: FlaskClient) -> None:
-    for name, kind in [("viewer.css", "text/css"), ("viewer.js", "text/javascript")]:
-        response = client.get(f"/ui/static/{name}")
-        assert response.status_code == 200
-        assert response.mimetype == kind
-        assert response.headers["X-Content-Type-Options"] == "nosniff"
-        response.close()
+STATIC_FILES = [
+    ("viewer.css", "text/css"),
+    ("viewer.js", "text/javascript"),
+    ("favicon.svg", "image/svg+xml"),
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), STATIC_FILES)
+def test_the_static_files_ship_with_the_package_and_are_never_stored(
+    client: FlaskClient, name: str, kind: str
+) -> None:
+    response = client.get(f"/ui/static/{name}")
+    assert response.status_code == 200
+    assert response.mimetype == kind
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    response.close()
+    # A browser asking again with the validator it holds: the answer keeps both headers.
+    again = client.get(f"/ui/static/{name}", headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.headers["X-Content-Type-Options"] == "nosniff"
+    assert again.headers["Cache-Control"] == "no-store"
+    again.close()
 
 
 def test_guessing_tokens_in_the_form_is_throttled_like_the_api(settings: Settings) -> None:

@@ -51,7 +51,8 @@ class AuditApp(Flask):
 def _no_store(response: Response) -> Response:
     # Audit records and token lists must not linger in shared or browser caches, and no
     # browser may guess a type other than the one sent (an event's text is never markup).
-    response.headers.setdefault("Cache-Control", "no-store")
+    # Set, not defaulted: Flask's static files come with `no-cache` of their own.
+    response.headers["Cache-Control"] = "no-store"
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

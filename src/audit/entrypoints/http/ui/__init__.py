@@ -43,10 +43,8 @@ SECURITY_HEADERS = {
 
 @blueprint.after_request
 def _security_headers(response: Response) -> Response:
+    # Cache-Control: no-store comes from the app, on every response (static files too).
     response.headers.update(SECURITY_HEADERS)
-    if response.mimetype == "text/html":
-        # Pages show audit records: never kept by a browser or a shared cache.
-        response.headers["Cache-Control"] = "no-store"
     return response
 
 
