@@ -35,6 +35,7 @@ from audit.application.querying import (
     VerifyChain,
 )
 from audit.application.recording import GroupCommit, RecordEvents
+from audit.application.sessions import EndSession, SessionHolds, StartSession
 from audit.application.signing import BindSigningKey
 from audit.application.tokens import (
     BootstrapToken,
@@ -165,6 +166,10 @@ class Container(containers.DeclarativeContainer):
     )
     prove_inclusion = providers.Factory(ProveInclusion, uow=uow, identity=log_identity)
     prove_consistency = providers.Factory(ProveConsistency, uow=uow)
+    # The web viewer's sessions: signing out is recorded in storage, for every server.
+    start_session = providers.Factory(StartSession, clock=clock)
+    session_holds = providers.Factory(SessionHolds, uow=uow, clock=clock)
+    end_session = providers.Factory(EndSession, uow=uow, clock=clock)
     # The web viewer's cookie key, derived from the signing key so every worker agrees.
     viewer_secret = providers.Singleton(
         derived_secret, config.signing_key_file, config.signing_key, "audit viewer session"

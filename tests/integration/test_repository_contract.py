@@ -47,6 +47,7 @@ from audit.application.health import CheckReadiness
 from audit.application.ports import RevocationEpoch, UnitOfWorkFactory
 from audit.application.querying import ExportEvents, GetEvent, QueryEvents, VerifyChain
 from audit.application.recording import RecordEvents
+from audit.application.sessions import SESSION_LIFETIME, EndSession, SessionHolds, StartSession
 from audit.application.tokens import IssueToken, ListTokens, RevokeToken
 from audit.domain.chain import GENESIS_HASH, ChainHead, seal
 from audit.domain.errors import Conflict, NotFound, ValidationFailed
@@ -997,6 +998,68 @@ def test_readiness_answers(storage: UnitOfWorkFactory) -> None:
     CheckReadiness(storage)()
 
 
+# --- ended viewer sessions ---------------------------------------------------------------
+
+
+def ended(storage: UnitOfWorkFactory, *session_ids: str) -> list[bool]:
+    with storage() as uow:
+        return [uow.ended_sessions.is_ended(s) for s in session_ids]
+
+
+def test_ended_sessions_are_kept_until_purged_past_their_expiry(
+    storage: UnitOfWorkFactory,
+) -> None:
+    assert ended(storage, "s-1") == [False]
+    with storage(write=True) as uow:
+        uow.ended_sessions.end("s-1", T0 + 2 * US)
+        uow.ended_sessions.end("s-2", T0 + 3 * US)
+        assert uow.ended_sessions.is_ended("s-1")  # its own, before the commit
+        uow.commit()
+    assert ended(storage, "s-1", "s-2", "s-3") == [True, True, False]
+    with storage(write=True) as uow:
+        uow.ended_sessions.end("s-1", T0 + 2 * US)  # signed out again: no conflict
+        uow.ended_sessions.purge(T0 + US)  # nothing expired yet
+        uow.commit()
+    assert ended(storage, "s-1", "s-2") == [True, True]
+    with storage(write=True) as uow:
+        uow.ended_sessions.end("s-3", T0 + 2 * US)  # expiring as soon as s-1
+        uow.ended_sessions.purge(T0 + 2 * US)  # at or before: s-1 and s-3 go
+        uow.commit()
+    assert ended(storage, "s-1", "s-2", "s-3") == [False, True, False]
+
+
+def test_an_ended_session_not_committed_is_not_kept(storage: UnitOfWorkFactory) -> None:
+    with storage(write=True) as uow:
+        uow.ended_sessions.end("kept", T0 + US)
+        uow.commit()
+    with storage(write=True) as uow:
+        uow.ended_sessions.end("s-1", T0 + US)
+        uow.ended_sessions.purge(T0 + US)
+        uow.rollback()
+
+    def fails() -> None:
+        with storage(write=True) as uow:
+            uow.ended_sessions.end("s-2", T0 + US)
+            raise RuntimeError("the work failed")
+
+    with pytest.raises(RuntimeError):
+        fails()
+    assert ended(storage, "kept", "s-1", "s-2") == [True, False, False]
+
+
+def test_sessions_through_the_use_cases(storage: UnitOfWorkFactory, clock: FixedClock) -> None:
+    first, second = StartSession(clock)(), StartSession(clock)()
+    assert first.id != second.id
+    assert first.expires_at == T0 + SESSION_LIFETIME
+    holds, end = SessionHolds(storage, clock), EndSession(storage, clock)
+    end(first)
+    assert (holds(first), holds(second)) == (False, True)
+    clock.advance(SESSION_LIFETIME)
+    assert not holds(second)  # over, whatever storage says
+    end(StartSession(clock)())  # purges the first, past its expiry now
+    assert ended(storage, first.id) == [False]
+
+
 # --- the SQL schema ----------------------------------------------------------------------
 
 
@@ -1023,7 +1086,7 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
             )
             assert compare_metadata(context, metadata) == []
             assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).all() == [
-                ("0007",)
+                ("0008",)
             ]
             if connection.dialect.name == "postgresql":
                 # compare_metadata does not compare collations; the prefix range needs "C".
@@ -1042,6 +1105,56 @@ def test_the_migrations_build_exactly_the_schema_module(database_url: str) -> No
                     )
                 ).scalar_one()
                 assert options == ["gin_pending_list_limit=1024"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_0008_upgrades_a_database_of_0007_keeping_its_log_and_tokens(
+    request: pytest.FixtureRequest, kind: str, clock: FixedClock
+) -> None:
+    url: str = request.getfixturevalue(f"{kind}_url")
+    upgrade_schema(url, revision="0007")
+    engine = create_engine_for(url)
+    try:
+        storage = SqlUnitOfWorkFactory(engine)
+        stored = [r.event for r in RecordEvents(storage, clock)("acme", [new("a"), new("b")])]
+        issued = IssueToken(storage, clock)("acme", "n", frozenset({Scope.EVENTS_READ}))
+        upgrade_schema(url)
+        with engine.connect() as connection:
+            versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert versions.all() == [("0008",)]
+        assert all_events(storage, "acme") == stored
+        assert VerifyChain(storage)("acme").valid
+        with storage() as uow:
+            assert uow.tokens.get(issued.token.id) == issued.token
+        session = StartSession(clock)()
+        assert SessionHolds(storage, clock)(session)
+        EndSession(storage, clock)(session)
+        assert not SessionHolds(storage, clock)(session)
+    finally:
+        engine.dispose()
+
+
+def test_a_sessions_check_is_one_lookup_by_its_primary_key(sqlite_url: str) -> None:
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    statements: list[str] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    try:
+        storage = SqlUnitOfWorkFactory(engine)
+        with storage() as uow:
+            statements.clear()
+            assert not uow.ended_sessions.is_ended("s-1")
+        [read] = statements
+        with engine.connect() as connection:
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {read}", ("s-1",)).all()
+        [(*_, detail)] = plan
+        assert "USING COVERING INDEX sqlite_autoindex_ended_sessions_1 (id=?)" in detail
     finally:
         engine.dispose()
 

@@ -234,7 +234,7 @@ def test_servers_starting_together_upgrade_the_schema_once(
             future.result(timeout=60)
     with engines(url).connect() as connection:
         versions = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0007",)]
+    assert versions == [("0008",)]
     record = RecordEvents(SqlUnitOfWorkFactory(engines(url)), SystemClock())
     assert record("acme", [new("a")])[0].event.seq == 1
 

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import attrs
 
@@ -31,6 +31,7 @@ class InMemoryStore:
         self.by_id: dict[tuple[str, str], tuple[Event, str]] = {}
         self.tokens: dict[str, Token] = {}
         self.revocation_epoch = 0
+        self.ended_sessions: dict[str, datetime] = {}  # id: when it would have expired
 
 
 class InMemoryEventRepository:
@@ -145,6 +146,37 @@ class InMemoryTokenRepository:
         return bool(self._current())
 
 
+class InMemoryEndedSessionRepository:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self.pending: dict[str, datetime] = {}
+        self.purged_before: datetime | None = None
+
+    def is_ended(self, session_id: str) -> bool:
+        return session_id in self.pending or session_id in self._store.ended_sessions
+
+    def end(self, session_id: str, expires_at: datetime) -> None:
+        if not self.is_ended(session_id):
+            self.pending[session_id] = expires_at
+
+    def purge(self, before: datetime) -> None:
+        self.pending = {s: at for s, at in self.pending.items() if at > before}
+        if self.purged_before is None or before > self.purged_before:
+            self.purged_before = before
+
+    def apply(self) -> None:
+        """Commit: what was ended, less what was purged (called under the write lock)."""
+        ended = {**self._store.ended_sessions, **self.pending}
+        if self.purged_before is not None:
+            ended = {s: at for s, at in ended.items() if at > self.purged_before}
+        self._store.ended_sessions = ended
+        self.forget()
+
+    def forget(self) -> None:
+        self.pending = {}
+        self.purged_before = None
+
+
 class InMemoryUnitOfWork:
     """A transaction over an InMemoryStore: changes apply on commit, vanish otherwise."""
 
@@ -153,6 +185,7 @@ class InMemoryUnitOfWork:
         self._write = write
         self.events = InMemoryEventRepository(store)
         self.tokens = InMemoryTokenRepository(store)
+        self.ended_sessions = InMemoryEndedSessionRepository(store)
         self.committed = False
 
     def __enter__(self) -> Self:
@@ -184,6 +217,7 @@ class InMemoryUnitOfWork:
         store.subtrees.update(self.events.pending_subtrees)
         store.tokens = {**store.tokens, **self.tokens.pending}
         store.revocation_epoch += self.tokens.revocations
+        self.ended_sessions.apply()
         self.events.pending = []
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
@@ -195,6 +229,7 @@ class InMemoryUnitOfWork:
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
         self.tokens.revocations = 0
+        self.ended_sessions.forget()
 
     def ping(self) -> None:
         return None
@@ -231,3 +266,11 @@ class InMemorySigningKeyRecord:
 
     def record(self, vkey: str) -> None:
         self._vkey = vkey
+
+
+if TYPE_CHECKING:
+    from audit.application.ports import EndedSessionRepository, UnitOfWorkFactory
+
+    # `mypy --strict src` checks that the adapter fits the ports, as the SQL one's does.
+    def _fits_the_ports(store: InMemoryStore) -> tuple[UnitOfWorkFactory, EndedSessionRepository]:
+        return InMemoryUnitOfWorkFactory(store), InMemoryEndedSessionRepository(store)

@@ -130,6 +130,25 @@ class SigningKeyRecord(Protocol):
     def record(self, vkey: str) -> None: ...
 
 
+class EndedSessionRepository(Protocol):
+    """Viewer sessions signed out before their time was up, by the random id each carries.
+
+    Kept until the session would have ended anyway (`expires_at`), then purged: a store
+    only ever holds the sessions that could still be presented."""
+
+    def is_ended(self, session_id: str) -> bool:
+        """Whether the session was signed out: one read by its id."""
+        ...
+
+    def end(self, session_id: str, expires_at: datetime) -> None:
+        """Record the session as ended (a second time changes nothing)."""
+        ...
+
+    def purge(self, before: datetime) -> None:
+        """Forget the ended sessions whose expiry is at or before `before`."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Rolls back on exit unless `commit()` was called.
 
@@ -143,6 +162,9 @@ class UnitOfWork(Protocol):
 
     @property
     def tokens(self) -> TokenRepository: ...
+
+    @property
+    def ended_sessions(self) -> EndedSessionRepository: ...
 
     def __enter__(self) -> Self: ...
 

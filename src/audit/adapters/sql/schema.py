@@ -138,6 +138,18 @@ signing_key = sa.Table(
 SIGNING_KEY_ROW_ID = 1
 
 
+# Viewer sessions signed out (application/sessions.py), by the random id in their cookie:
+# every server refuses them until they would have expired anyway, then sign-outs purge them.
+ended_sessions = sa.Table(
+    "ended_sessions",
+    metadata,
+    sa.Column("id", sa.Text(), nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint("id", name="pk_ended_sessions"),
+    sa.Index("ix_ended_sessions_expires_at_us", "expires_at_us"),
+)
+
+
 def described_on(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
     """Alembic's `include_object`: the schema items `metadata` describes on `dialect`.
 

@@ -16,8 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 from audit.adapters.sql.engine import WAITING_SINCE_OPTION, WRITE_OPTION, writer_queue
 from audit.adapters.sql.repositories import SqlEventRepository, StatementEpoch
 from audit.adapters.sql.search_index import indexer_starter, refresh_search_index
+from audit.adapters.sql.sessions import SqlEndedSessionRepository
 from audit.adapters.sql.tokens import SqlTokenRepository
 from audit.application.ports import (
+    EndedSessionRepository,
     EventRepository,
     RevocationEpoch,
     TokenRepository,
@@ -48,6 +50,7 @@ class SqlUnitOfWork:
     # here would make this class fail to be a UnitOfWork.
     events: EventRepository
     tokens: TokenRepository
+    ended_sessions: EndedSessionRepository
 
     def __init__(
         self,
@@ -100,6 +103,7 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(
             connection, self._after_transaction, epoch, reader=self._epoch
         )
+        self.ended_sessions = SqlEndedSessionRepository(connection)
         return self
 
     def __exit__(
