@@ -1,7 +1,9 @@
 """Who is looking: sign in with a token, sign out, and CSRF checks on every form.
 
 The session holds the token (encrypted, see session.py) and each request hands it to the
-Authenticate use case, so a token revoked or expired ends its sessions at once.
+Authenticate use case, so a token revoked or expired ends its sessions at once. It also
+holds the session's random id and end: signing out records the id as ended in storage
+(application/sessions.py), so a copy of the cookie is refused by every server after it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from flask_wtf.csrf import CSRFError, generate_csrf, validate_csrf
 from wtforms import ValidationError
 
 from audit.application.authentication import Authenticate, FailureThrottle
+from audit.application.sessions import EndSession, Session, SessionHolds, StartSession
 from audit.container import Container
+from audit.domain.errors import StorageUnavailable
+from audit.domain.time import from_micros, to_micros
 from audit.domain.tokens import Principal, Scope
 from audit.entrypoints.http import metrics
 from audit.entrypoints.http.auth import AUTH_FAILURE, client_address
@@ -28,6 +33,8 @@ from audit.entrypoints.http.ui.session import LIFETIME
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
 
 TOKEN_KEY = "token"  # noqa: S105 (the session key it sits under, not a secret)
+SESSION_ID_KEY = "sid"
+SESSION_END_KEY = "until"  # microseconds since the epoch
 CSRF_FIELD = "csrf_token"
 NEEDED_SCOPE = Scope.EVENTS_READ
 _TOKEN_MAX = 512
@@ -43,6 +50,33 @@ def _authenticate(
     token: str, authenticate: Authenticate = Provide[Container.authenticate]
 ) -> Principal | None:
     return authenticate(token)
+
+
+@inject
+def _start_session(start: StartSession = Provide[Container.start_session]) -> Session:
+    return start()
+
+
+@inject
+def _session_holds(
+    current: Session, holds: SessionHolds = Provide[Container.session_holds]
+) -> bool:
+    return holds(current)
+
+
+@inject
+def _end_session(current: Session, end: EndSession = Provide[Container.end_session]) -> None:
+    end(current)
+
+
+def _current_session() -> Session | None:
+    """The session the cookie names; None for a cookie without one (made before sessions
+    had ids: its holder signs in again)."""
+    session_id = session.get(SESSION_ID_KEY)
+    until = session.get(SESSION_END_KEY)
+    if not isinstance(session_id, str) or not isinstance(until, int):
+        return None
+    return Session(session_id, from_micros(until))
 
 
 def csrf_token() -> str:
@@ -84,11 +118,10 @@ def signed_in(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-        token = session.get(TOKEN_KEY)
-        principal = _authenticate(token) if isinstance(token, str) else None
-        if principal is None or NEEDED_SCOPE not in principal.scopes:
-            ended = token is not None
-            session.pop(TOKEN_KEY, None)
+        principal = _signed_in()
+        if principal is None:
+            ended = TOKEN_KEY in session
+            session.clear()
             back = _here() if request.method == "GET" else None
             return redirect(url_for("ui.sign_in", next=back, ended=1 if ended else None))
         g.viewer = principal
@@ -97,6 +130,19 @@ def signed_in(view: F) -> F:
         return view(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def _signed_in() -> Principal | None:
+    """The principal of a session that holds: its token valid with the scope the viewer
+    needs, and the session neither past its end nor signed out."""
+    token = session.get(TOKEN_KEY)
+    current = _current_session()
+    if not isinstance(token, str) or current is None:
+        return None
+    principal = _authenticate(token)
+    if principal is None or NEEDED_SCOPE not in principal.scopes:
+        return None
+    return principal if _session_holds(current) else None
 
 
 def safe_next(value: str | None) -> str:
@@ -115,7 +161,10 @@ def _sign_in_page(
 ) -> ResponseReturnValue:
     notice = None
     if request.args.get("ended"):
-        notice = "Your session ended: the token was revoked, expired, or the session timed out."
+        notice = (
+            "Your session ended: it was signed out or timed out, or the token was revoked "
+            "or expired."
+        )
     elif request.args.get("signed_out"):
         notice = "You are signed out."
     next_page = safe_next(request.values.get("next"))
@@ -166,12 +215,36 @@ def sign_in_submit() -> ResponseReturnValue:
     if NEEDED_SCOPE not in principal.scopes:
         return _sign_in_page(403, f"That token lacks the {NEEDED_SCOPE} scope the viewer needs.")
     # A new session on sign-in: nothing from before (a planted CSRF token) carries over.
+    started = _start_session()
     session.clear()
     session[TOKEN_KEY] = token
+    session[SESSION_ID_KEY] = started.id
+    session[SESSION_END_KEY] = to_micros(started.expires_at)
     return redirect(safe_next(request.form.get("next")), 303)
 
 
 @blueprint.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
+    current = _current_session()
+    if current is not None:
+        try:
+            _end_session(current)
+        except StorageUnavailable as exc:
+            return _not_signed_out(exc)
     session.clear()
     return redirect(url_for("ui.sign_in", signed_out=1), 303)
+
+
+def _not_signed_out(exc: StorageUnavailable) -> ResponseReturnValue:
+    """Storage could not record the sign-out: say so, keep the cookie (deleting it would
+    leave any copy of it working, unseen), and offer to try again."""
+    metrics.count_storage_error(exc)
+    retry = max(1, exc.retry_after)
+    message = (
+        f"You are still signed in: the sign-out could not be recorded ({exc.message}). "
+        f"Try again in {retry} s."
+    )
+    page = render_template(
+        "ui/error.html", status=503, title="Not signed out", message=message, retry_sign_out=True
+    )
+    return page, 503, {"Retry-After": str(retry)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -19,9 +18,12 @@ from flask import Flask, Request, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import BadSignature
 
+from audit.application.sessions import SESSION_LIFETIME
+
 COOKIE_NAME = "audit_viewer"
 COOKIE_PATH = "/ui"
-LIFETIME = timedelta(hours=8)
+# The cookie's own bound, besides the session's end that the session itself holds.
+LIFETIME = SESSION_LIFETIME
 
 
 class _FernetSerializer:
