@@ -725,14 +725,15 @@ def test_racing_bootstraps_make_one_token(
 
 
 @pytest.mark.parametrize(
-    "name", ["evil\ntok_fake  default  events:read  active", "tab\there", "nul\x00", "zw\u200bsp"]
+    "name",
+    ["evil\ntok_fake  default  events:read  active", "tab\there", "del\x7f", "c1\x85", "ls\u2028"],
 )
-def test_a_token_name_with_control_or_invisible_characters_is_refused(name: str) -> None:
+def test_a_token_name_with_control_characters_or_line_breaks_is_refused(name: str) -> None:
     with pytest.raises(ValidationFailed) as refused:
         parse_token_request({"name": name, "scopes": ["events:read"]})
     assert [p.field for p in refused.value.problems] == ["name"]
 
 
-@pytest.mark.parametrize("name", ["ci-deploy", "Équipe paie", "😀" * 128, "a b"])
+@pytest.mark.parametrize("name", ["ci-deploy", "Équipe paie", "😀" * 128, "a b", "nb\u00a0sp"])
 def test_a_printable_token_name_is_kept(name: str) -> None:
     assert parse_token_request({"name": name, "scopes": ["events:read"]})[0] == name

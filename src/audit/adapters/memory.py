@@ -185,8 +185,15 @@ class InMemoryUnitOfWork:
         self._write = write
         self.events = InMemoryEventRepository(store)
         self.tokens = InMemoryTokenRepository(store)
-        self.ended_sessions = InMemoryEndedSessionRepository(store)
+        self._ended_sessions: InMemoryEndedSessionRepository | None = None
         self.committed = False
+
+    @property
+    def ended_sessions(self) -> InMemoryEndedSessionRepository:
+        # Made when asked (the viewer's pages), not in every unit of work.
+        if self._ended_sessions is None:
+            self._ended_sessions = InMemoryEndedSessionRepository(self._store)
+        return self._ended_sessions
 
     def __enter__(self) -> Self:
         if self._write:
@@ -217,7 +224,8 @@ class InMemoryUnitOfWork:
         store.subtrees.update(self.events.pending_subtrees)
         store.tokens = {**store.tokens, **self.tokens.pending}
         store.revocation_epoch += self.tokens.revocations
-        self.ended_sessions.apply()
+        if self._ended_sessions is not None:
+            self._ended_sessions.apply()
         self.events.pending = []
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
@@ -229,7 +237,8 @@ class InMemoryUnitOfWork:
         self.events.pending_subtrees = {}
         self.tokens.pending = {}
         self.tokens.revocations = 0
-        self.ended_sessions.forget()
+        if self._ended_sessions is not None:
+            self._ended_sessions.forget()
 
     def ping(self) -> None:
         return None

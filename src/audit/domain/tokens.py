@@ -15,6 +15,10 @@ TOKEN_PREFIX = "als_"  # noqa: S105 - a public prefix, not a secret
 TENANT_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 TENANT_RE = re.compile(TENANT_PATTERN)
 TOKEN_NAME_MAX = 128
+# A token's name is shown to people, one to a line (`audit tokens list`): no control
+# character (C0, DEL, C1) or line break, which could make it pass for a row of its own.
+TOKEN_NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"  # noqa: S105 - a pattern, not a secret
+TOKEN_NAME_RE = re.compile(TOKEN_NAME_PATTERN)
 
 
 class Scope(enum.StrEnum):

@@ -19,7 +19,7 @@ from audit.domain.events import CanonicalMetadata, NewEvent, Party, Source
 from audit.domain.jsontext import InexactFloat, decode_json
 from audit.domain.jsonvalues import IPV4_RE, quick_metadata, string_problem
 from audit.domain.time import parse_rfc3339
-from audit.domain.tokens import TOKEN_NAME_MAX, Scope
+from audit.domain.tokens import TOKEN_NAME_MAX, TOKEN_NAME_RE, Scope
 
 __all__ = ["decode_json", "parse_batch", "parse_event", "parse_token_request", "string_problem"]
 
@@ -305,14 +305,9 @@ def parse_token_request(body: Any) -> tuple[str, frozenset[Scope], datetime | No
         problems.append(
             Problem(field="name", message=f"must be 1 to {TOKEN_NAME_MAX} characters long")
         )
-    elif not raw_name.isprintable():
-        # A name is shown to people, one to a line (`audit tokens list`): a newline in it
-        # could pass for a row of its own.
+    elif not TOKEN_NAME_RE.fullmatch(raw_name):
         problems.append(
-            Problem(
-                field="name",
-                message="must hold printable characters only (no control or invisible ones)",
-            )
+            Problem(field="name", message="must not hold control characters or line breaks")
         )
     else:
         name = raw_name

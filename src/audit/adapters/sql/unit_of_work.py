@@ -50,7 +50,6 @@ class SqlUnitOfWork:
     # here would make this class fail to be a UnitOfWork.
     events: EventRepository
     tokens: TokenRepository
-    ended_sessions: EndedSessionRepository
 
     def __init__(
         self,
@@ -103,8 +102,13 @@ class SqlUnitOfWork:
         self.tokens = SqlTokenRepository(
             connection, self._after_transaction, epoch, reader=self._epoch
         )
-        self.ended_sessions = SqlEndedSessionRepository(connection)
         return self
+
+    @property
+    def ended_sessions(self) -> EndedSessionRepository:
+        # Made when asked (the viewer's pages), not in every unit of work as the others.
+        assert self._connection is not None, "a unit of work is used inside its `with`"
+        return SqlEndedSessionRepository(self._connection)
 
     def __exit__(
         self,

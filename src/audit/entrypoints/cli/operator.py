@@ -20,6 +20,7 @@ from audit.container import Container, build_container, describe_storage_failure
 from audit.domain.errors import SigningKeyChanged
 from audit.domain.events import EventJson
 from audit.domain.query import parse_filter
+from audit.domain.tokens import TOKEN_NAME_RE
 from audit.domain.validation import parse_token_request
 from audit.entrypoints.cli.common import AuditGroup, ExitTwo
 from audit.entrypoints.formats import EXPORT_FORMATS, token_document
@@ -221,7 +222,7 @@ def tokens_list(database_url: str | None, tenant: str | None, as_json: bool) -> 
         state = "revoked" if token.revoked_at else "active" if token.usable_at(now) else "expired"
         # A name stored before control characters were refused is shown escaped: a row
         # is one line.
-        name = doc["name"] if doc["name"].isprintable() else ascii(doc["name"])
+        name = doc["name"] if TOKEN_NAME_RE.fullmatch(doc["name"]) else ascii(doc["name"])
         click.echo(
             f"{doc['id']}  {doc['tenant']}  {name}  {','.join(doc['scopes'])}  {state}"
             f"  expires={doc['expires_at'] or 'never'}"

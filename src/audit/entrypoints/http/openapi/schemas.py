@@ -17,7 +17,13 @@ from typing import Any
 from audit.domain import rules
 from audit.domain.chain import GENESIS_HASH
 from audit.domain.shapes import EVENT, Field, Kind, Sent, Shape
-from audit.domain.tokens import TENANT_PATTERN, TOKEN_NAME_MAX, TOKEN_PREFIX, Scope
+from audit.domain.tokens import (
+    TENANT_PATTERN,
+    TOKEN_NAME_MAX,
+    TOKEN_NAME_PATTERN,
+    TOKEN_PREFIX,
+    Scope,
+)
 from audit.entrypoints.http.errors import ERROR_CODES
 from audit.entrypoints.http.proofs import ALGORITHM
 
@@ -185,12 +191,14 @@ def _event_schemas() -> dict[str, Schema]:
     return schemas
 
 
+_TOKEN_NAME: Schema = {
+    **_text(TOKEN_NAME_MAX),
+    "pattern": TOKEN_NAME_PATTERN,
+    "description": "For people: no control characters or line breaks.",
+}
 _TOKEN_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string"},
-    "name": {
-        **_text(TOKEN_NAME_MAX),
-        "description": "For people: printable characters only, no control or invisible ones.",
-    },
+    "name": _TOKEN_NAME,
     "tenant": {"type": "string", "pattern": TENANT_PATTERN},
     "scopes": {"type": "array", "items": _SCOPE},
     "created_at": TIME_OUT,
@@ -290,7 +298,7 @@ def component_schemas() -> dict[str, Schema]:
         "ChainReport": {"oneOf": [ref("ChainValid"), ref("ChainInvalid")]},
         "NewToken": closed(
             {
-                "name": _text(TOKEN_NAME_MAX),
+                "name": _TOKEN_NAME,
                 "scopes": {"type": "array", "minItems": 1, "items": _SCOPE},
                 "expires_at": {
                     **_nullable(TIME_IN),
