@@ -157,7 +157,13 @@ class Authenticate:
 
 
 def _principal(token: Token) -> Principal:
-    return Principal(token_id=token.id, tenant=token.tenant, scopes=token.scopes, name=token.name)
+    return Principal(
+        token_id=token.id,
+        tenant=token.tenant,
+        scopes=token.scopes,
+        name=token.name,
+        expires_at=token.expires_at,
+    )
 
 
 class TokenUses:

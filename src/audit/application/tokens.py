@@ -9,6 +9,7 @@ import attrs
 from audit.application.authentication import TokenUses
 from audit.application.ports import Clock, UnitOfWorkFactory
 from audit.domain.errors import Forbidden, InvalidParameter, NotFound, Problem, ValidationFailed
+from audit.domain.time import format_time
 from audit.domain.tokens import (
     ALL_SCOPES,
     TENANT_RE,
@@ -38,8 +39,11 @@ class IssueToken:
         scopes: frozenset[Scope],
         expires_at: datetime | None = None,
         granted_by: frozenset[Scope] | None = None,
+        granted_until: datetime | None = None,
     ) -> IssuedToken:
-        """`granted_by`: the scopes of the token asking; a token grants no more than it holds."""
+        """`granted_by`, `granted_until`: the scopes and the expiry of the token asking; a
+        token grants no more than it holds, for no longer than it lasts itself (a token of
+        an hour cannot make one for ever)."""
         if not TENANT_RE.fullmatch(tenant):
             raise InvalidParameter("tenant must be 1-64 characters of A-Z a-z 0-9 . _ -")
         problems = []
@@ -55,6 +59,11 @@ class IssueToken:
         if granted_by is not None and not scopes <= granted_by:
             missing = ", ".join(sorted(scopes - granted_by))
             raise Forbidden(f"a token cannot grant scopes it does not hold: {missing}")
+        if granted_until is not None and (expires_at is None or expires_at > granted_until):
+            raise Forbidden(
+                "a token cannot grant beyond its own expiry: set expires_at no later than "
+                f"{format_time(granted_until)}"
+            )
         with self._uow(write=True) as uow:
             issued = _new_token(tenant, name, scopes, now, expires_at)
             uow.tokens.add(issued.token)

@@ -85,3 +85,4 @@ class Principal:
     tenant: str
     scopes: frozenset[Scope]
     name: str = ""
+    expires_at: datetime | None = None  # the token's end: what it grants ends there too

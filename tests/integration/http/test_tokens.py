@@ -120,3 +120,30 @@ def test_a_token_cannot_grant_a_scope_it_does_not_hold(
         "/v1/tokens", json={"name": "deputy", "scopes": ["tokens:admin"]}, headers=admin
     )
     assert granted.status_code == 201
+
+
+@on_every_storage
+def test_a_token_cannot_grant_beyond_its_own_expiry(
+    client: FlaskClient, auth_headers: AuthHeaders
+) -> None:
+    # The clock stands at 2026-11-28T10:00Z: an administrator's token of an hour.
+    admin = auth_headers()
+    body = {"name": "break-glass", "scopes": ["tokens:admin", "events:read"]}
+    brief = client.post(
+        "/v1/tokens", json={**body, "expires_at": "2026-11-28T11:00:00Z"}, headers=admin
+    ).get_json()
+    short = bearer(brief["token"])
+    for asked in ({}, {"expires_at": "2026-11-28T11:00:00.000001Z"}):
+        refused = client.post(
+            "/v1/tokens", json={**body, "name": "forever", **asked}, headers=short
+        )
+        message = assert_error(refused, 403, "forbidden")["message"]
+        assert "no later than 2026-11-28T11:00:00.000000Z" in message
+    listed = client.get("/v1/tokens", headers=admin).get_json()["tokens"]
+    assert "forever" not in [t["name"] for t in listed]
+    within = client.post(
+        "/v1/tokens",
+        json={**body, "name": "within", "expires_at": "2026-11-28T11:00:00Z"},
+        headers=short,
+    )
+    assert within.status_code == 201, within.get_json()

@@ -25,7 +25,15 @@ def issue_token(issue: IssueToken = Provide[Container.issue_token]) -> Response:
     tenant = current_principal().tenant
     query_arguments(NO_PARAMETERS)
     name, scopes, expires_at = parse_token_request(json_body())
-    issued = issue(tenant, name, scopes, expires_at, granted_by=current_principal().scopes)
+    caller = current_principal()
+    issued = issue(
+        tenant,
+        name,
+        scopes,
+        expires_at,
+        granted_by=caller.scopes,
+        granted_until=caller.expires_at,
+    )
     return json_response(token_document(issued.token, issued.secret), 201)
 
 
