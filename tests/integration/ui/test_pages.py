@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from tests.integration.ui.conftest import MakeToken
 from tests.integration.ui.support import csrf_of, sign_in
 
@@ -186,8 +187,14 @@ def test_an_export_storage_fails_before_streaming_is_an_error_page(
         raise StorageUnavailable("the database is locked", retry_after=3)
         yield
 
+    def counted() -> float:
+        value = REGISTRY.get_sample_value("audit_storage_errors_total", {"reason": "unavailable"})
+        return value or 0.0
+
+    before = counted()
     with container.export_events.override(providers.Object(unavailable)):
         response = viewer.get("/ui/export?format=ndjson")
+    assert counted() == before + 1  # counted as the API counts its 503s
     assert (response.status_code, response.mimetype) == (503, "text/html")
     assert response.headers["Retry-After"] == "3"
     assert "the database is locked" in response.get_data(as_text=True)

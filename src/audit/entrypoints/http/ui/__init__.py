@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, NotFound
 from audit.container import Container
 from audit.domain.errors import AuditError, StorageUnavailable
 from audit.domain.time import format_time
+from audit.entrypoints.http import metrics
 from audit.entrypoints.http.errors import STATUS_BY_CODE
 from audit.entrypoints.http.ui import access, pages
 from audit.entrypoints.http.ui.blueprint import blueprint
@@ -60,6 +61,7 @@ def _audit_error(exc: AuditError) -> ResponseReturnValue:
     status = STATUS_BY_CODE.get(exc.code, 400)
     title = exc.code.replace("_", " ").capitalize()
     if isinstance(exc, StorageUnavailable):
+        metrics.count_storage_error(exc)  # as the API counts its 503s
         retry = {"Retry-After": str(max(1, exc.retry_after))}
         return _error_page(status, title, exc.message, retry)
     return _error_page(status, title, exc.message)
