@@ -285,6 +285,11 @@ def test_the_access_log_is_one_json_object_per_request(start_server: Any) -> Non
         f"{server.url}/healthz", headers={"X-Request-Id": "not a plain id"}, timeout=TIMEOUT
     )
     assert re.fullmatch(r"[0-9a-f]{16}", made_up.headers["X-Request-Id"])
+    # A token sent as the request id by mistake is of the id's alphabet: replaced too.
+    mistaken = requests.get(
+        f"{server.url}/healthz", headers={"X-Request-Id": token}, timeout=TIMEOUT
+    )
+    assert re.fullmatch(r"[0-9a-f]{16}", mistaken.headers["X-Request-Id"])
     # A path and a query that would forge a line if written raw.
     forged = '%0A{"forged":true,"status":200}%0D%1B[31m'
     requests.get(
@@ -296,12 +301,12 @@ def test_the_access_log_is_one_json_object_per_request(start_server: Any) -> Non
 
     deadline = time.monotonic() + 10
     records: list[dict[str, Any]] = []
-    while len(records) < 4 and time.monotonic() < deadline:
+    while len(records) < 5 and time.monotonic() < deadline:
         time.sleep(0.1)
         # Less the readiness probes of the test's start.
         records = [r for r in access_log(server) if r["route"] != "/readyz"]
     output = server.output()
-    assert len(records) == 4
+    assert len(records) == 5
     [page] = [r for r in records if r["request_id"] == "trace-42"]
     assert page["method"] == "GET"
     assert page["route"] == "/v1/events"

@@ -26,7 +26,7 @@ import orjson
 from flask import Flask, Response, g, request
 
 from audit.domain.time import format_micros
-from audit.domain.tokens import Principal
+from audit.domain.tokens import TOKEN_PREFIX, Principal
 from audit.entrypoints.http.auth import AUTH_FAILURE
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -52,7 +52,9 @@ def _request_id(environ: dict[str, Any], store: Any) -> str:
     found = getattr(store, _REQUEST_ID_KEY, None)
     if found is None:
         sent = environ.get("HTTP_X_REQUEST_ID")
-        found = sent if sent and _REQUEST_ID.fullmatch(sent) else _new_request_id()
+        # A token sent there by mistake is of the same alphabet: never kept, or logged.
+        usable = sent and _REQUEST_ID.fullmatch(sent) and not sent.startswith(TOKEN_PREFIX)
+        found = sent if usable else _new_request_id()
         setattr(store, _REQUEST_ID_KEY, found)
     return str(found)
 
