@@ -334,6 +334,18 @@ def test_the_access_log_is_one_json_object_per_request(start_server: Any) -> Non
     assert "als_nope" not in output
 
 
+def hold_off_on_both_workers(server: Any, per_round: int) -> list[int]:
+    """Guessed tokens, rounds of `per_round`, until both workers answered one with 429
+    (each worker counts its own failures); the statuses of every guess."""
+    statuses: list[int] = []
+    for round_ in range(10):
+        statuses += spread(server, "/v1/events", "als_guess", f"guess{round_}", per_round)
+        held = [r for r in access_log(server) if r["request_id"].startswith("guess")]
+        if served_by_both_workers([r for r in held if r["status"] == 429]):
+            return statuses
+    pytest.fail(f"both workers never held the address off: {statuses}")
+
+
 def test_failed_authentication_holds_an_address_off_but_not_its_tokens(
     start_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -351,12 +363,7 @@ def test_failed_authentication_holds_an_address_off_but_not_its_tokens(
     else:
         pytest.fail("30 rounds of 30 requests never reached both workers")
 
-    statuses: list[int] = []
-    for round_ in range(10):  # until both workers hold the address off
-        statuses += spread(server, "/v1/events", "als_guess", f"guess{round_}", 30)
-        guesses = [r for r in access_log(server) if r["request_id"].startswith("guess")]
-        if served_by_both_workers([r for r in guesses if r["status"] == 429]):
-            break
+    statuses = hold_off_on_both_workers(server, 30)
     assert set(statuses) == {401, 429}
     # Each worker counts its own failures: limit x workers are heard, and the requests
     # already under way when the limit was reached (8 at a time here).
@@ -368,6 +375,7 @@ def test_failed_authentication_holds_an_address_off_but_not_its_tokens(
         assert 1 <= int(held.headers["Retry-After"]) <= 60
     # The address's token in use keeps working, on every worker.
     assert spread(server, "/v1/events", token, "still", 30) == [200] * 30
+    guesses = [r for r in access_log(server) if r["request_id"].startswith("guess")]
     throttled = [r for r in guesses if r["status"] == 429]
     assert throttled
     assert {r["auth"] for r in throttled} == {"throttled"}
@@ -397,14 +405,7 @@ def test_a_token_one_worker_accepted_passes_the_throttle_on_every_worker(
     accepting = {r["pid"] for r in by_request_id(server, "first", 3)}
     assert len(accepting) == 1
 
-    guessed: list[int] = []
-    for round_ in range(10):  # until both workers hold the address off
-        guessed += spread(server, "/v1/events", "als_guess", f"guess{round_}", 10)
-        held = [r for r in access_log(server) if r["request_id"].startswith("guess")]
-        if served_by_both_workers([r for r in held if r["status"] == 429]):
-            break
-    else:
-        pytest.fail(f"both workers never held the address off: {guessed}")
+    guessed = hold_off_on_both_workers(server, 10)
     assert set(guessed) == {401, 429}
 
     # The token, on new connections, until the worker that had never seen it answered.
