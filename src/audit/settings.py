@@ -3,7 +3,7 @@ command line, and handed to the container (which feeds its `config` from it).
 
 To add a setting, add ONE line to `Settings`:
 
-    auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 20, int)
+    auth_failure_limit: int = variable("AUDIT_AUTH_FAILURE_LIMIT", 100, int)
 
 `Settings.from_env` then reads it (an empty variable counts as unset), the command line
 can override it (`Settings.from_env(auth_failure_limit=5)`), and the container sees it as
