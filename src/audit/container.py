@@ -156,9 +156,7 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemorySigningKeyRecord),
         sql=providers.Singleton(SqlSigningKeyRecord, engine),
     )
-    bind_signing_key = providers.Factory(
-        BindSigningKey, uow=uow, record=signing_key_record, signer=signer
-    )
+    bind_signing_key = providers.Factory(BindSigningKey, record=signing_key_record, signer=signer)
     log_identity = providers.Singleton(LogIdentity, config.log_origin, signer)
     checkpoint_sink = providers.Singleton(make_checkpoint_sink, config.checkpoint_dir)
     sign_checkpoint = providers.Factory(

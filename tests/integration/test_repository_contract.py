@@ -42,6 +42,7 @@ from audit.adapters.sql.repositories import SqlEventRepository, prefix_upper_bou
 from audit.adapters.sql.schema import described_on, metadata
 from audit.adapters.sql.search import fts5_trigrams
 from audit.adapters.sql.search_index import wait_until_indexed
+from audit.adapters.sql.signing_key import SqlSigningKeyRecord
 from audit.application.authentication import Authenticate, TokenUses
 from audit.application.health import CheckReadiness
 from audit.application.ports import RevocationEpoch, UnitOfWorkFactory
@@ -1462,3 +1463,22 @@ def _identity() -> Any:
 
     signer = Ed25519NoteSigner("example.org/audit", Ed25519PrivateKey.generate())
     return LogIdentity("example.org/audit", signer), None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_first_signing_key_recorded_stays_until_replaced_on_purpose(
+    request: pytest.FixtureRequest, kind: str
+) -> None:
+    url: str = request.getfixturevalue(f"{kind}_url")
+    upgrade_schema(url)
+    engine = create_engine_for(url)
+    try:
+        record = SqlSigningKeyRecord(engine)
+        assert record.recorded() is None
+        assert record.record_first("key-one") == "key-one"
+        assert record.record_first("key-two") == "key-one"  # a second server, later
+        assert record.recorded() == "key-one"
+        record.record("key-two")  # --accept-new-signing-key
+        assert record.recorded() == "key-two"
+    finally:
+        engine.dispose()

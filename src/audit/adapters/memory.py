@@ -276,6 +276,11 @@ class InMemorySigningKeyRecord:
     def record(self, vkey: str) -> None:
         self._vkey = vkey
 
+    def record_first(self, vkey: str) -> str:
+        if self._vkey is None:
+            self._vkey = vkey
+        return self._vkey
+
 
 if TYPE_CHECKING:
     from audit.application.ports import EndedSessionRepository, UnitOfWorkFactory

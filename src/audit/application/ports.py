@@ -127,7 +127,14 @@ class SigningKeyRecord(Protocol):
         """The recorded verifier key; None before one was recorded."""
         ...
 
-    def record(self, vkey: str) -> None: ...
+    def record(self, vkey: str) -> None:
+        """Record `vkey`, replacing any other (a switch of keys on purpose)."""
+        ...
+
+    def record_first(self, vkey: str) -> str:
+        """Record `vkey` unless a key is recorded already (another server's, starting at
+        the same time); the key recorded now, either way."""
+        ...
 
 
 class EndedSessionRepository(Protocol):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audit.application.ports import Signer, SigningKeyRecord, UnitOfWorkFactory
+from audit.application.ports import Signer, SigningKeyRecord
 from audit.domain.errors import SigningKeyChanged
 
 
@@ -13,30 +13,32 @@ def _key_id(vkey: str) -> str:
 
 
 class BindSigningKey:
-    """Record the signer's key in the store, or refuse a different one on a log with events.
+    """Record the signer's key in the store, or refuse a different one.
 
     A server started from another folder (or with another AUDIT_LOG_ORIGIN) would otherwise
-    sign under a new key, and every monitor would then report the log as replaced. An
-    empty store takes any key; `accept_new` switches keys on purpose.
+    sign under a new key, and every monitor would then report the log as replaced; servers
+    sharing one PostgreSQL database, each with a key of its own, would sign one log under
+    several. The first key recorded is the store's, even before any event (an empty log's
+    checkpoints are signed and kept too), and servers starting together agree on it: one
+    records it, the others find it. `accept_new` switches keys on purpose.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, record: SigningKeyRecord, signer: Signer) -> None:
-        self._uow = uow
+    def __init__(self, record: SigningKeyRecord, signer: Signer) -> None:
         self._record = record
         self._signer = signer
 
     def __call__(self, accept_new: bool = False) -> None:
         current = self._signer.vkey
         recorded = self._record.recorded()
+        if recorded is None:
+            recorded = self._record.record_first(current)
         if recorded == current:
             return
-        if recorded is not None and not accept_new:
-            with self._uow() as uow:
-                has_events = bool(uow.events.tenants())
-            if has_events:
-                raise SigningKeyChanged(
-                    f"this database's checkpoints are signed by key {_key_id(recorded)}, "
-                    f"not by {_key_id(current)}: set AUDIT_SIGNING_KEY_FILE to its key "
-                    "file, or pass --accept-new-signing-key to switch keys on purpose"
-                )
+        if not accept_new:
+            raise SigningKeyChanged(
+                f"this database's checkpoints are signed by key {_key_id(recorded)}, "
+                f"not by {_key_id(current)}: set AUDIT_SIGNING_KEY_FILE to its key "
+                "file (or AUDIT_SIGNING_KEY, the same on every server), or pass "
+                "--accept-new-signing-key to switch keys on purpose"
+            )
         self._record.record(current)
