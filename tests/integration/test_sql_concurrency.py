@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from audit.adapters.clock import SystemClock
 from audit.adapters.sql import SqlUnitOfWorkFactory, create_engine_for, upgrade_schema
+from audit.adapters.sql.engine import storage_unavailable
 from audit.application.health import CheckReadiness
 from audit.application.querying import GetEvent, VerifyChain
 from audit.application.recording import Recorded, RecordEvents
@@ -542,3 +543,34 @@ def test_sqlite_writers_of_other_processes_queue_on_the_writer_lock(
         if holder >= 0:
             os.close(holder)
     assert VerifyChain(factory)("acme").valid
+
+
+def test_a_checkout_whose_reconnection_fails_too_is_storage_unavailable(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLAlchemy's pool, finding a connection cut and the new one cut as well, raises
+    InvalidRequestError ("This connection is closed"): a 503, not a 500."""
+    upgrade_schema(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    try:
+
+        def cut(*args: Any, **kwargs: Any) -> Any:
+            raise sa.exc.InvalidRequestError("This connection is closed")
+
+        monkeypatch.setattr(engine, "connect", cut)
+        with pytest.raises(StorageUnavailable) as refused, SqlUnitOfWorkFactory(engine)(write=True):
+            pass
+        assert refused.value.reason == "unreachable"
+    finally:
+        monkeypatch.undo()
+        engine.dispose()
+
+
+def test_postgres_refusing_more_connections_is_said_so() -> None:
+    class TooMany(Exception):
+        sqlstate = "53300"
+
+    refused = storage_unavailable(TooMany("sorry, too many clients already"), connecting=True)
+    assert refused is not None
+    assert refused.reason == "exhausted"
+    assert "takes no more connections" in refused.message

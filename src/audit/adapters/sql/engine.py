@@ -329,12 +329,18 @@ _SQLITE_NOTADB = 26
 _PG_BUSY = {"40001", "40P01", "55P03", "57014"}  # serialization, deadlock, lock/statement timeout
 _PG_DISK_FULL = "53100"
 _PG_READ_ONLY = "25006"
+_PG_TOO_MANY_CONNECTIONS = "53300"
 _PG_UNREACHABLE_CLASSES = ("08", "53", "57P", "58")  # connection, resources, shutdown, system
 
 _BUSY = ("the database is busy with other writers; try again", 1, "busy")
 _FULL = ("the database's disk is full", 30, "disk_full")
 _READ_ONLY = ("the database is read-only", 30, "read_only")
 _UNREACHABLE = ("the database cannot be reached", 5, "unreachable")
+_NO_CONNECTION_LEFT = (
+    "the database takes no more connections (its max_connections, or the role's limit)",
+    5,
+    "exhausted",
+)
 _CANTOPEN = ("the SQLite database file cannot be opened", 5, "unreachable")
 _NOTADB = ("the file named as the SQLite database is not one", 5, "unreachable")
 
@@ -371,6 +377,8 @@ def storage_unavailable(
                 reason = _FULL
             elif state == _PG_READ_ONLY:
                 reason = _READ_ONLY
+            elif state == _PG_TOO_MANY_CONNECTIONS:
+                reason = _NO_CONNECTION_LEFT
             elif state.startswith(_PG_UNREACHABLE_CLASSES):
                 reason = _UNREACHABLE
     if reason is None and (connecting or disconnected):

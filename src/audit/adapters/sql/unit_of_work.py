@@ -81,6 +81,13 @@ class SqlUnitOfWork:
             raise StorageUnavailable(
                 "every database connection is in use", 1, reason="exhausted"
             ) from None
+        except sa.exc.InvalidRequestError:
+            # The pool's checkout found its connection dead, and the one it opened in its
+            # place too ("Reconnection attempts exhausted"): connections are being cut.
+            self._leave_queue()
+            raise StorageUnavailable(
+                "the database cannot be reached", 5, reason="unreachable"
+            ) from None
         except BaseException:
             self._leave_queue()
             raise
